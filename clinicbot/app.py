@@ -1,0 +1,97 @@
+"""The application context: builds the collaborators a command needs, once, at the edge.
+
+This is the only place (with ``cli.py``) that reads the environment and the wall clock; the
+core receives ``now``, the config and the client as arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from rich.console import Console
+
+from clinicbot.config import Config, load_config
+from clinicbot.conduit import ConduitClient
+from clinicbot.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def parse_now(value: str, source: str = "--now") -> datetime:
+    """ISO 8601 -> aware datetime; a value without an offset is taken as UTC."""
+    text = value.strip()
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(None, source, f"{value!r} is not an ISO 8601 date/time (e.g. 2026-11-22T09:00:00Z)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+@dataclass
+class App:
+    config_path: Path | None = None
+    now_override: datetime | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    console: Console = field(default_factory=Console)
+    err_console: Console = field(default_factory=lambda: Console(stderr=True))
+    _config: Config | None = None
+    _client: ConduitClient | None = None
+    _extras: dict[str, Any] = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        return self.now_override or datetime.now(timezone.utc)
+
+    # -- config --------------------------------------------------------------------------------
+    def config_file(self) -> Path:
+        if self.config_path is not None:
+            return self.config_path
+        if self.env.get("CLINICBOT_CONFIG"):
+            return Path(self.env["CLINICBOT_CONFIG"])
+        default = Path("clinicbot.yaml")
+        if default.exists():
+            return default
+        raise ConfigError(None, "--config", "no configuration given; pass --config FILE, set CLINICBOT_CONFIG, "
+                          "or create ./clinicbot.yaml (copy clinicbot.example.yaml), or try `clinicbot demo`")
+
+    def has_config(self) -> bool:
+        try:
+            self.config_file()
+        except ConfigError:
+            return False
+        return True
+
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_file())
+        return self._config
+
+    def set_config(self, config: Config) -> None:
+        self._config = config
+        self._client = None
+
+    # -- Phabricator ---------------------------------------------------------------------------
+    def client(self) -> ConduitClient:
+        if self._client is None:
+            cfg = self.config()
+            self._client = ConduitClient(
+                cfg.url,
+                cfg.token(self.env),
+                timeout=float(cfg.get("phabricator.timeout")),
+                retries=int(cfg.get("phabricator.retries")),
+            )
+        return self._client
+
+    def set_client(self, client: ConduitClient) -> None:
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,203 @@
+"""The command line: thin. Parse, build objects, call the core, turn ClinicbotError into an exit code.
+
+Exit codes: 0 ok; 1 findings or a partial failure; 2 usage, config or state error;
+3 Phabricator unreachable or answered an error; 4 the per-run write cap was hit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clinicbot import __version__
+from clinicbot.app import App, parse_now
+from clinicbot.errors import EXIT_CONFIG, EXIT_FAILURE, ClinicbotError
+from clinicbot.logs import setup_logging
+
+log = logging.getLogger("clinicbot")
+
+
+class ClinicbotGroup(click.Group):
+    """Turns ClinicbotError into one clean line on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClinicbotError as exc:
+            click.echo(f"clinicbot: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        finally:
+            app = ctx.obj
+            if isinstance(app, App):
+                app.close()
+
+
+@click.group(cls=ClinicbotGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Configuration file (default: $CLINICBOT_CONFIG, else ./clinicbot.yaml).")
+@click.option("--now", "now", default=None, metavar="ISO8601",
+              help="Reference time for every age, threshold and report (default: $CLINICBOT_NOW, else the current time).")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity (logs go to stderr).")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+@click.version_option(__version__, prog_name="clinicbot")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, now: str | None, log_level: str, log_json: bool) -> None:
+    """clinicbot: clinic duty for Phabricator/Phorge workboards.
+
+    Every write to Phabricator and every outbound message is a dry run unless you pass --apply.
+    """
+    if isinstance(ctx.obj, App):  # tests may pass a prepared App
+        app = ctx.obj
+    else:
+        app = App(config_path=config_path)
+        ctx.obj = app
+    if config_path is not None:
+        app.config_path = config_path
+    now = now or app.env.get("CLINICBOT_NOW")
+    if now:
+        try:
+            app.now_override = parse_now(now, "--now" if ctx.params.get("now") else "CLINICBOT_NOW")
+        except ClinicbotError as exc:
+            click.echo(f"clinicbot: error: {exc}", err=True)
+            ctx.exit(EXIT_CONFIG)
+    setup_logging(log_level, log_json)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# doctor
+
+
+@cli.command()
+@click.pass_obj
+def doctor(app: App) -> None:
+    """Check the connection, the token, the server's methods, every board and column, and the rotation.
+
+    Exit 0 only when everything is well.
+    """
+    from clinicbot.doctor import run_doctor
+
+    report = run_doctor(app)
+    for line in report.lines:
+        app.console.print(line, markup=False, highlight=False)
+    if not report.ok:
+        app.console.print(f"doctor: {report.problems} problem(s) found", markup=False)
+        sys.exit(report.exit_code)
+    app.console.print("doctor: all good", markup=False)
+
+
+# --------------------------------------------------------------------------------------------
+# board
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def board(app: App, fmt: str) -> None:
+    """Each watched board: columns with open-task counts, the oldest open task and its age."""
+    from clinicbot.boards import load_boards
+    from clinicbot.overview import board_overview, render_overview
+
+    data = load_boards(app.client(), app.config())
+    overview = board_overview(data, app.now())
+    if fmt == "json":
+        _echo_json(overview)
+    else:
+        render_overview(overview, app.console)
+
+
+# --------------------------------------------------------------------------------------------
+# sandbox and demo
+
+
+@cli.command()
+@click.option("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one).")
+@click.option("--token", default=None, help="API token the sandbox accepts (default: a fixed test token).")
+@click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Scenario file (YAML/JSON) to serve instead of the generated one.")
+@click.option("--size", type=click.IntRange(1, 100_000), default=300, show_default=True,
+              help="Number of tasks in the generated scenario.")
+@click.option("--latency", type=float, default=0.0, help="Seconds of latency added to every call.")
+@click.option("--config-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a ready-to-use clinicbot config pointing at this sandbox (token in a file beside it).")
+@click.pass_obj
+def sandbox(app: App, port: int, token: str | None, scenario: Path | None, size: int, latency: float,
+            config_out: Path | None) -> None:
+    """Serve the built-in sandbox Phabricator on 127.0.0.1 until interrupted."""
+    from clinicbot.demo import start_sandbox, write_sandbox_config
+
+    sb = start_sandbox(app.now(), port=port, token=token, scenario=scenario, size=size, latency=latency)
+    app.console.print(f"sandbox Phabricator serving at {sb.url}", markup=False)
+    app.console.print(f"API token: {sb.token}", markup=False)
+    if config_out:
+        write_sandbox_config(config_out, sb.url, sb.token)
+        app.console.print(f"wrote {config_out}; try: clinicbot --config {config_out} doctor", markup=False)
+    app.console.print("press Ctrl-C to stop", markup=False)
+    try:
+        sb.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sb.stop()
+
+
+@cli.command()
+@click.option("--size", type=click.IntRange(1, 100_000), default=300, show_default=True,
+              help="Number of tasks in the sandbox scenario.")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the demo's config and state in this directory instead of a temporary one.")
+@click.pass_obj
+def demo(app: App, size: int, keep: Path | None) -> None:
+    """Start the sandbox in-process, point clinicbot at it and run the main job (dry run)."""
+    from clinicbot.demo import run_demo
+
+    code = run_demo(app, size=size, keep=keep)
+    if code:
+        sys.exit(code)
+
+
+def _register_optional_commands() -> None:
+    # Commands owned by feature modules; each registers itself if present.
+    import importlib
+
+    for module, name in (("clinicbot.cli_rotation", "rotation"),):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        cli.add_command(getattr(mod, name))
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="clinicbot")
+    except KeyboardInterrupt:
+        click.echo("clinicbot: interrupted", err=True)
+        sys.exit(EXIT_FAILURE)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

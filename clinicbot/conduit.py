@@ -1,0 +1,337 @@
+"""The Conduit client: the only module that knows HTTP.
+
+One object with one network method (:class:`Transport.post`) so tests can swap the network;
+HTTP-library exceptions are translated into clinicbot's exception tree in exactly one place
+(:meth:`RequestsTransport.post`).
+
+Why not the PyPI ``phabricator`` package: it re-POSTs ``maniphest.edit`` up to 4 times on a
+read timeout (duplicate comments), opens a new HTTP session per call, and sends methods
+missing from its bundled interface list to wrong URLs. None of our traffic goes through it.
+
+Retries: reads (``*.search``, ``*.query``, …) are retried with exponential backoff and full
+jitter on connection errors, timeouts, HTTP 5xx and 429 (Phabricator sends no Retry-After).
+Writes are never retried blindly: a write that timed out or got a 5xx may have been applied,
+so it raises :class:`ConduitWriteUncertain` and the caller checks before trying again. The
+only write retried is one the server *refused before doing anything*: HTTP 429, or a
+connection that could not be established at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Protocol
+
+import requests
+
+from clinicbot.errors import (
+    ConduitAPIError,
+    ConduitCapabilityError,
+    ConduitProtocolError,
+    ConduitTransportError,
+    ConduitWriteUncertain,
+)
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 100  # the server's maximum; more gives ERR-INVALID-PAGE-SIZE
+TOKEN_RE = re.compile(r"(api|cli)-[A-Za-z0-9]{20,}")
+
+# Methods that change something on the server. Everything else is a read and safe to retry.
+WRITE_SUFFIXES = (".edit", ".create", ".delete", ".close", ".update", ".createtask", ".createcomment")
+WRITE_METHODS = frozenset({"phriction.create", "phriction.edit", "differential.createcomment"})
+
+# What clinicbot calls. Checked against conduit.query on first use (see require()).
+REQUIRED_METHODS = (
+    "user.whoami",
+    "user.search",
+    "project.search",
+    "project.column.search",
+    "maniphest.search",
+    "maniphest.status.search",
+    "maniphest.priority.search",
+    "transaction.search",
+)
+OPTIONAL_METHODS = ("maniphest.gettasktransactions", "maniphest.edit", "phriction.edit", "phriction.create",
+                    "phriction.document.search")
+
+
+def is_write(method: str) -> bool:
+    return method in WRITE_METHODS or method.endswith(WRITE_SUFFIXES)
+
+
+def redact(text: str, token: str | None = None) -> str:
+    """Remove the token (and anything shaped like a Conduit token) from text."""
+    if token:
+        text = text.replace(token, "api-REDACTED")
+    return TOKEN_RE.sub(lambda m: m.group(1) + "-REDACTED", text)
+
+
+class Secret:
+    """A string that never shows itself in repr/str/logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('api-REDACTED')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# --------------------------------------------------------------------------------------------
+# Transport: the network behind one object with one method.
+
+
+@dataclass
+class HTTPAnswer:
+    status: int
+    text: str
+
+
+class TransportFailure(Exception):
+    """Raised by a transport. ``sent`` says whether the request may have reached the server."""
+
+    def __init__(self, reason: str, *, sent: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.sent = sent
+
+
+class Transport(Protocol):
+    def post(self, url: str, data: dict[str, str], timeout: float) -> HTTPAnswer: ...
+
+    def close(self) -> None: ...
+
+
+class RequestsTransport:
+    """One ``requests.Session`` for the life of the client, so connections are reused."""
+
+    def __init__(self, session: requests.Session | None = None, user_agent: str = "clinicbot"):
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = user_agent
+
+    def post(self, url: str, data: dict[str, str], timeout: float) -> HTTPAnswer:
+        # The one place where requests' exceptions become ours. Messages are built from the
+        # exception *class* and URL only: requests can quote the request body, which holds the token.
+        try:
+            resp = self.session.post(url, data=data, timeout=timeout)
+        except requests.exceptions.ConnectTimeout:
+            raise TransportFailure(f"could not connect to {url} within {timeout:g} s", sent=False) from None
+        except requests.exceptions.ReadTimeout:
+            raise TransportFailure(f"no answer from {url} within {timeout:g} s", sent=True) from None
+        except requests.exceptions.ConnectionError as exc:
+            # A refused/unresolvable connection never carried the request; a reset one may have.
+            text = str(exc)
+            never_sent = any(s in text for s in ("NewConnectionError", "Name or service", "Failed to resolve",
+                                                  "Connection refused", "nodename nor servname"))
+            kind = "connection refused or host unknown" if never_sent else "connection dropped"
+            raise TransportFailure(f"{kind} ({url})", sent=not never_sent) from None
+        except requests.exceptions.RequestException as exc:
+            raise TransportFailure(f"{type(exc).__name__} talking to {url}", sent=True) from None
+        return HTTPAnswer(resp.status_code, resp.text)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CallStats:
+    calls: Counter = field(default_factory=Counter)  # method -> successful answers
+    attempts: Counter = field(default_factory=Counter)  # method -> HTTP requests sent
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.attempts.values())
+
+
+class ConduitClient:
+    """Speaks Conduit to one Phabricator/Phorge server.
+
+    >>> client = ConduitClient("https://phab.example.org/", token)    # doctest: +SKIP
+    >>> client.call("user.whoami")["userName"]                        # doctest: +SKIP
+    >>> for task in client.search("maniphest.search", constraints={"projects": [phid]}): ...
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | Secret,
+        *,
+        transport: Transport | None = None,
+        timeout: float = 30.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        backoff_max: float = 20.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ):
+        if not url.endswith("/"):
+            url += "/"
+        self.url = url
+        self._token = token if isinstance(token, Secret) else Secret(token)
+        self.transport = transport or RequestsTransport()
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.stats = CallStats()
+        self._methods: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"ConduitClient({self.url!r})"
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> "ConduitClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the wire ----------------------------------------------------------------------------
+    def call(self, method: str, **params: Any) -> Any:
+        """Call one Conduit method and return its ``result``; raise a ConduitError otherwise."""
+        body = dict(params)
+        body["__conduit__"] = {"token": self._token.reveal()}
+        data = {"params": json.dumps(body, separators=(",", ":")), "output": "json", "__conduit__": "1"}
+        url = f"{self.url}api/{method}"
+        write = is_write(method)
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.attempts[method] += 1
+            started = time.monotonic()
+            try:
+                answer = self.transport.post(url, data, self.timeout)
+            except TransportFailure as fail:
+                reason = redact(fail.reason, self._token.reveal())
+                if write and fail.sent:
+                    raise ConduitWriteUncertain(method, reason) from None
+                if attempt > self.retries:
+                    raise ConduitTransportError(method, reason, attempts=attempt) from None
+                self._wait(method, attempt, reason)
+                continue
+            finally:
+                self.stats.seconds += time.monotonic() - started
+
+            if answer.status != 200:
+                reason = f"HTTP {answer.status}"
+                snippet = " ".join(redact(answer.text[:120], self._token.reveal()).split())
+                if snippet:
+                    reason += f" ({snippet})"
+                retryable = answer.status == 429 or answer.status >= 500
+                # A 429 was refused before the server did anything, so even a write may go again;
+                # a 5xx on a write may have happened after the write was applied.
+                if write and answer.status != 429:
+                    raise ConduitWriteUncertain(method, reason)
+                if not retryable or attempt > self.retries:
+                    raise ConduitTransportError(method, reason, status=answer.status, attempts=attempt)
+                self._wait(method, attempt, reason)
+                continue
+
+            envelope = self._decode(method, answer.text)
+            if envelope.get("error_code"):
+                raise ConduitAPIError(method, str(envelope["error_code"]),
+                                      redact(str(envelope.get("error_info") or ""), self._token.reveal()))
+            self.stats.calls[method] += 1
+            return envelope.get("result")
+
+    def _decode(self, method: str, text: str) -> dict[str, Any]:
+        try:
+            envelope = json.loads(text)
+        except ValueError:
+            snippet = " ".join(redact(text[:60], self._token.reveal()).split())
+            raise ConduitProtocolError(method, f"body is not JSON ({snippet!r})") from None
+        if not isinstance(envelope, dict) or "result" not in envelope:
+            raise ConduitProtocolError(method, "JSON without a 'result' key")
+        return envelope
+
+    def _wait(self, method: str, attempt: int, reason: str) -> None:
+        # Exponential backoff with full jitter: spreads retries of several clients apart.
+        delay = self._rng.uniform(0, min(self.backoff_max, self.backoff * (2 ** (attempt - 1))))
+        log.warning("conduit %s: %s; retry %d/%d in %.1f s", method, reason, attempt, self.retries, delay)
+        self._sleep(delay)
+
+    # -- paging ------------------------------------------------------------------------------
+    def search_pages(
+        self,
+        method: str,
+        *,
+        constraints: dict[str, Any] | None = None,
+        attachments: dict[str, bool] | None = None,
+        order: str | list[str] | None = None,
+        limit: int = PAGE_LIMIT,
+        **extra: Any,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield each page of a ``*.search`` method, following ``cursor.after`` to the end."""
+        limit = min(limit, PAGE_LIMIT)
+        params: dict[str, Any] = dict(extra)
+        if constraints:
+            params["constraints"] = constraints
+        if attachments:
+            params["attachments"] = attachments
+        if order is not None:
+            params["order"] = order
+        params["limit"] = limit
+        after: str | None = None
+        seen: set[str] = set()
+        while True:
+            if after is not None:
+                params["after"] = after
+            result = self.call(method, **params)
+            if not isinstance(result, dict) or not isinstance(result.get("data"), list):
+                raise ConduitProtocolError(method, "search result without a 'data' list")
+            yield result["data"]
+            cursor = result.get("cursor") or {}
+            after = cursor.get("after")
+            if after is None or not result["data"]:
+                return
+            after = str(after)
+            if after in seen:  # a server bug must not turn into an endless loop
+                raise ConduitProtocolError(method, f"cursor {after!r} repeated while paging")
+            seen.add(after)
+
+    def search(self, method: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Iterate over every item of a ``*.search`` method across all pages."""
+        for page in self.search_pages(method, **kwargs):
+            yield from page
+
+    # -- capabilities ------------------------------------------------------------------------
+    def methods(self) -> dict[str, Any]:
+        """The server's method list (``conduit.query``), fetched once per client."""
+        if self._methods is None:
+            result = self.call("conduit.query")
+            self._methods = result if isinstance(result, dict) else {}
+        return self._methods
+
+    def has_method(self, method: str) -> bool:
+        return method in self.methods()
+
+    def require(self, methods: tuple[str, ...] | list[str] = REQUIRED_METHODS) -> None:
+        missing = [m for m in methods if m not in self.methods()]
+        if missing:
+            raise ConduitCapabilityError(missing)

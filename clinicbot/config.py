@@ -1,0 +1,280 @@
+"""The configuration file: one YAML file, validated with errors that name the file and key.
+
+Scalar settings are declared once in :data:`SETTINGS` (name, default, type, help) — the
+README's configuration reference is checked against this table by a test. Structured
+sections (``boards``, ``checks``, ``delivery``, ``schedule``, ``reports``) are validated by
+the code that owns them, through the same :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from clinicbot.conduit import Secret
+from clinicbot.errors import ConfigError
+from clinicbot.model import COLUMN_ROLES
+
+DEFAULT_TOKEN_ENV = "CLINICBOT_CONDUIT_TOKEN"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # dotted path in the YAML file
+    default: Any
+    kind: type | tuple[type, ...]
+    help: str
+    check: Callable[[Any], str | None] | None = None  # returns an error message or None
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be 0 or more"
+
+
+def _url(v: str) -> str | None:
+    return None if v.startswith(("http://", "https://")) else "must start with http:// or https://"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("phabricator.url", None, str, "Base URL of the Phabricator/Phorge server, e.g. https://phabricator.example.org/ (required).", _url),
+    Setting("phabricator.token_env", DEFAULT_TOKEN_ENV, str, "Environment variable holding the Conduit API token; tried first."),
+    Setting("phabricator.token_file", None, str, "File holding the Conduit API token (relative to the config file); tried second."),
+    Setting("phabricator.arcrc", "~/.arcrc", str, "arc's config file; its hosts entry for '<url>api/' is tried last, as arc does."),
+    Setting("phabricator.timeout", 30.0, (int, float), "Seconds to wait for one Conduit answer.", _positive),
+    Setting("phabricator.retries", 4, int, "Retries of a read call after a timeout, connection error, HTTP 5xx or 429 (writes are never retried blindly).", _non_negative),
+    Setting("phabricator.bot_username", None, str, "clinicbot's own account; default: whoever the token belongs to (user.whoami). Its actions never count as activity."),
+    Setting("team.name", "Team", str, "Team name used in reports and messages."),
+    Setting("team.projects", [], list, "Team projects (names, #hashtags or PHIDs): the backlog that metrics count. Default: the watched boards' projects."),
+    Setting("team.members", [], list, "Usernames whose answers count as a team response. Default: the rotation's members plus the team projects' members."),
+    Setting("team.ignored_users", [], list, "Usernames of other bots: never counted as activity, response or author."),
+    Setting("state_dir", "state", str, "Directory for the ledger, cache, lock and run history (relative to the config file)."),
+    Setting("rotation", "rotation.yaml", str, "The rotation file (relative to the config file)."),
+    Setting("templates_dir", None, str, "Directory with template overrides; a template found there wins over the built-in one."),
+    Setting("apply", False, bool, "Apply writes (comments, subscribers, wiki pages, messages) without --apply. Keep false until a dry run looks right."),
+    Setting("max_writes_per_run", 20, int, "Safety cap: a run that plans more writes than this aborts before writing anything more.", _non_negative),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+# Sections whose content is validated by the module that owns it.
+SECTIONS = ("boards", "checks", "delivery", "schedule", "reports", "logging")
+TOP_LEVEL_KEYS = {s.name.split(".")[0] for s in SETTINGS} | set(SECTIONS)
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    project: str  # name, #hashtag or PHID as written in the config
+    columns: Mapping[str, tuple[str, ...]]  # role -> column names
+    key: str  # where it is in the file, for error messages: "boards[0]"
+
+
+@dataclass
+class Config:
+    path: Path | None
+    values: dict[str, Any]  # dotted setting name -> value (defaults filled in)
+    boards: list[BoardConfig]
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    # -- settings --------------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        return self.values[name]
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.raw.get(name) or {}
+        if not isinstance(value, dict):
+            raise self.error(name, f"must be a mapping, not {type(value).__name__}")
+        return value
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(str(self.path) if self.path else "<config>", key, message)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve_path(self, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def url(self) -> str:
+        url = self.get("phabricator.url")
+        return url if url.endswith("/") else url + "/"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve_path(self.get("state_dir"))  # type: ignore[return-value]
+
+    @property
+    def rotation_path(self) -> Path:
+        return self.resolve_path(self.get("rotation"))  # type: ignore[return-value]
+
+    @property
+    def templates_dir(self) -> Path | None:
+        return self.resolve_path(self.get("templates_dir"))
+
+    # -- the token ---------------------------------------------------------------------------
+    def token(self, env: Mapping[str, str]) -> Secret:
+        """Find the Conduit token: env var, then token file, then arc's ~/.arcrc entry for the URL."""
+        var = self.get("phabricator.token_env")
+        if env.get(var):
+            return Secret(env[var].strip())
+        tried = [f"environment variable {var}"]
+        token_file = self.resolve_path(self.get("phabricator.token_file"))
+        if token_file is not None:
+            try:
+                text = token_file.read_text().strip()
+            except OSError as exc:
+                raise self.error("phabricator.token_file", f"cannot read {token_file}: {exc.strerror}") from None
+            if not text:
+                raise self.error("phabricator.token_file", f"{token_file} is empty; put the Conduit API token in it")
+            return Secret(text)
+        arcrc = Path(os.path.expanduser(self.get("phabricator.arcrc")))
+        tried.append(str(arcrc))
+        if arcrc.exists():
+            try:
+                data = json.loads(arcrc.read_text())
+            except (OSError, ValueError) as exc:
+                raise ConfigError(str(arcrc), None, f"cannot read arc's config: {exc}") from None
+            hosts = data.get("hosts") if isinstance(data, dict) else None
+            if isinstance(hosts, dict):
+                for host_url in (self.url + "api/", self.url.rstrip("/") + "/api/", self.url):
+                    entry = hosts.get(host_url)
+                    if isinstance(entry, dict) and entry.get("token"):
+                        return Secret(str(entry["token"]))
+        raise self.error(
+            "phabricator.token_env",
+            "no Conduit API token found (tried " + ", ".join(tried) + "); create one under "
+            "Settings > Conduit API Tokens for the bot account and put it in one of those places",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def _flatten(raw: dict[str, Any], file: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(file, key, f"unknown key; known keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    for group in ("phabricator", "team"):
+        sub = raw.get(group)
+        if sub is None:
+            continue
+        if not isinstance(sub, dict):
+            raise ConfigError(file, group, f"must be a mapping, not {type(sub).__name__}")
+        known = sorted(s.name.split(".", 1)[1] for s in SETTINGS if s.name.startswith(group + "."))
+        for key, value in sub.items():
+            if key not in known:
+                raise ConfigError(file, f"{group}.{key}", f"unknown key; known keys under {group}: {', '.join(known)}")
+            values[f"{group}.{key}"] = value
+    for s in SETTINGS:
+        if "." not in s.name and s.name in raw:
+            values[s.name] = raw[s.name]
+    return values
+
+
+def _check_value(setting: Setting, value: Any, file: str) -> Any:
+    kind = setting.kind
+    if isinstance(value, bool) and kind in ((int, float), int):
+        raise ConfigError(file, setting.name, f"must be a number, not {value!r}")
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        names = {"str": "a string", "int": "a whole number", "bool": "true or false", "list": "a list",
+                 "int or float": "a number"}.get(names, names)
+        raise ConfigError(file, setting.name, f"must be {names}, not {value!r}")
+    if setting.kind is list and not all(isinstance(v, str) for v in value):
+        raise ConfigError(file, setting.name, "must be a list of strings")
+    if setting.check:
+        problem = setting.check(value)
+        if problem:
+            raise ConfigError(file, setting.name, problem)
+    return value
+
+
+def _boards(raw: Any, file: str) -> list[BoardConfig]:
+    if raw is None:
+        raise ConfigError(file, "boards", "missing; list the workboards to watch (see clinicbot.example.yaml)")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(file, "boards", "must be a non-empty list of {project, columns}")
+    boards = []
+    for i, item in enumerate(raw):
+        key = f"boards[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(file, key, "must be a mapping with 'project' and 'columns'")
+        unknown = set(item) - {"project", "columns"}
+        if unknown:
+            raise ConfigError(file, f"{key}.{sorted(unknown)[0]}", "unknown key; known keys: project, columns")
+        project = item.get("project")
+        if not isinstance(project, str) or not project.strip():
+            raise ConfigError(file, f"{key}.project", "missing; give the project's name, #hashtag or PHID")
+        cols = item.get("columns") or {}
+        if not isinstance(cols, dict):
+            raise ConfigError(file, f"{key}.columns", "must map a role to a column name (or a list of names)")
+        roles: dict[str, tuple[str, ...]] = {}
+        for role, names in cols.items():
+            if role not in COLUMN_ROLES:
+                raise ConfigError(file, f"{key}.columns.{role}", f"unknown column role; roles are: {', '.join(COLUMN_ROLES)}")
+            if isinstance(names, str):
+                names = [names]
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+                raise ConfigError(file, f"{key}.columns.{role}", "must be a column name or a list of column names")
+            roles[role] = tuple(names)
+        boards.append(BoardConfig(project=project.strip(), columns=roles, key=key))
+    return boards
+
+
+def parse_config(raw: Any, path: Path | None) -> Config:
+    file = str(path) if path else "<config>"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(file, None, "must be a YAML mapping of settings (see clinicbot.example.yaml)")
+    given = _flatten(raw, file)
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        if s.name in given and given[s.name] is not None:
+            values[s.name] = _check_value(s, given[s.name], file)
+        else:
+            values[s.name] = s.default
+    if not values["phabricator.url"]:
+        raise ConfigError(file, "phabricator.url", "missing; set it to your Phabricator's base URL")
+    boards = _boards(raw.get("boards"), file)
+    return Config(path=path, values=values, boards=boards, raw=raw)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(str(path), None, "file not found; pass --config FILE or set CLINICBOT_CONFIG "
+                          "(clinicbot.example.yaml is a starting point)") from None
+    except OSError as exc:
+        raise ConfigError(str(path), None, f"cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(str(path), None, f"invalid YAML: {problem}; fix the syntax", line=line) from None
+    return parse_config(raw, path)
+
+
+def write_config(path: Path, data: dict[str, Any]) -> None:
+    """Write a config file atomically (used by ``clinicbot sandbox --config-out``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)

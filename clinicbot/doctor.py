@@ -1,0 +1,110 @@
+"""`clinicbot doctor`: is everything in place to run for real?
+
+Fatal problems (no config, bad token, server unreachable, unknown board or column) raise
+the usual ClinicbotError and end the command with its exit code; softer problems (a rotation
+member unknown on the server, an unwritable state directory) are collected, printed, and
+make the exit code 1.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from clinicbot.app import App
+from clinicbot.boards import fetch_priorities, fetch_statuses, resolve_boards
+from clinicbot.conduit import OPTIONAL_METHODS
+from clinicbot.errors import EXIT_FAILURE, EXIT_OK, ClinicbotError
+
+
+@dataclass
+class DoctorReport:
+    lines: list[str] = field(default_factory=list)
+    problems: int = 0
+
+    def ok_line(self, text: str) -> None:
+        self.lines.append(f"ok    {text}")
+
+    def info(self, text: str) -> None:
+        self.lines.append(f"      {text}")
+
+    def warn(self, text: str) -> None:
+        self.lines.append(f"warn  {text}")
+
+    def problem(self, text: str) -> None:
+        self.problems += 1
+        self.lines.append(f"FAIL  {text}")
+
+    @property
+    def ok(self) -> bool:
+        return self.problems == 0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.ok else EXIT_FAILURE
+
+
+def run_doctor(app: App) -> DoctorReport:
+    report = DoctorReport()
+    config = app.config()
+    report.ok_line(f"config {config.path}")
+    client = app.client()
+    me = client.call("user.whoami")
+    report.ok_line(f"connected to {config.url} as {me.get('userName')} ({me.get('phid')})")
+    client.require()
+    report.ok_line("the server has every Conduit method clinicbot needs")
+    for method in OPTIONAL_METHODS:
+        if client.has_method(method):
+            report.info(f"optional method {method}: available")
+        else:
+            report.warn(f"optional method {method}: missing (clinicbot falls back or disables that feature)")
+    statuses = fetch_statuses(client)
+    priorities = fetch_priorities(client)
+    report.ok_line("statuses: " + ", ".join(f"{s.value}{' (closed)' if s.closed else ''}" for s in statuses))
+    report.ok_line("priorities: " + ", ".join(f"{p.name}={p.value}" for p in priorities))
+    if not any(p.keyword == "unbreak" for p in priorities):
+        report.warn("no priority with the keyword 'unbreak': the unbreak-now check will find nothing")
+    for board in resolve_boards(client, config):
+        report.ok_line(f"board {board.name} ({board.phid})")
+        for col in board.columns:
+            role = f" -> {col.role}" if col.role else ""
+            hidden = " (hidden)" if col.hidden else ""
+            report.info(f"  {col.sequence}: {col.name}{hidden}{role}")
+    _check_state_dir(config.state_dir, report)
+    _check_rotation(app, client, report)
+    return report
+
+
+def _check_state_dir(path, report: DoctorReport) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        report.problem(f"state_dir {path}: cannot create ({exc.strerror})")
+        return
+    if os.access(path, os.W_OK):
+        report.ok_line(f"state_dir {path} is writable")
+    else:
+        report.problem(f"state_dir {path} is not writable by this user")
+
+
+def _check_rotation(app: App, client, report: DoctorReport) -> None:
+    config = app.config()
+    path = config.rotation_path
+    if not path.exists():
+        report.warn(f"rotation {path}: not found; nobody is on duty, pings go to nobody")
+        return
+    try:
+        from clinicbot import rotation as rotation_mod
+    except ImportError:  # pragma: no cover - rotation support always ships
+        return
+    try:
+        rot = rotation_mod.load_rotation(path)
+        warnings = rotation_mod.validate(rot, app.now())
+    except ClinicbotError as exc:
+        report.problem(str(exc))
+        return
+    report.ok_line(f"rotation {path}")
+    for w in warnings:
+        report.warn(str(w))
+    for line in rotation_mod.check_members_on_server(rot, client):
+        report.warn(line)

@@ -1,0 +1,202 @@
+"""Plain data that flows from the board layer to checks, metrics and reports.
+
+Everything here is immutable-ish plain data: no I/O, no clock, no config. Projects,
+columns and users are identified by PHID; names are for display only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clinicbot.history import Timeline
+
+# Column roles a config can give to a board's columns. Checks and reports look columns
+# up by role, never by name, so a team whose column is called "Needs Triage" still works.
+COLUMN_ROLES = (
+    "inbox",
+    "triage_meeting_inbox",
+    "ready",
+    "doing",
+    "blocked",
+    "review_needed",
+    "review_in_progress",
+    "waiting_for_review",
+    "waiting_for_deployment",
+    "discussing",
+    "done",
+    "other",
+)
+
+
+def from_epoch(value: int | str | None) -> datetime | None:
+    """Conduit epoch (int, or str in legacy methods) -> aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    return datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class User:
+    phid: str
+    username: str
+    real_name: str = ""
+    is_bot: bool = False
+    is_disabled: bool = False
+    # user.search availability: "available", "busy" or "away" (+ until, an epoch).
+    availability: str = "available"
+    available_again: datetime | None = None
+
+    @property
+    def is_away(self) -> bool:
+        return self.availability == "away"
+
+
+@dataclass(frozen=True)
+class Status:
+    value: str
+    name: str
+    closed: bool
+
+
+@dataclass(frozen=True)
+class Priority:
+    value: int
+    name: str
+    keyword: str  # first keyword: what maniphest.edit accepts
+    color: str = ""
+
+
+@dataclass(frozen=True)
+class Column:
+    phid: str
+    name: str
+    board_phid: str
+    sequence: int
+    hidden: bool = False
+    is_default: bool = False
+    proxy_phid: str | None = None  # milestone/subproject proxy column
+    role: str | None = None  # from config; None when the config gives this column no role
+
+
+@dataclass(frozen=True)
+class Board:
+    phid: str
+    name: str
+    slug: str | None
+    columns: tuple[Column, ...]  # ordered by sequence
+
+    def column(self, phid: str) -> Column | None:
+        for col in self.columns:
+            if col.phid == phid:
+                return col
+        return None
+
+    def by_role(self, role: str) -> list[Column]:
+        return [c for c in self.columns if c.role == role]
+
+    def column_named(self, name: str) -> Column | None:
+        for col in self.columns:
+            if col.name.casefold() == name.casefold():
+                return col
+        return None
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    phid: str
+    title: str
+    status: str
+    status_name: str
+    is_closed: bool
+    priority: int
+    priority_name: str
+    author_phid: str | None
+    owner_phid: str | None
+    points: float | None
+    created: datetime
+    modified: datetime
+    closed_at: datetime | None = None
+    description: str = ""
+    project_phids: tuple[str, ...] = ()
+    subscriber_phids: tuple[str, ...] = ()
+    # board PHID -> column PHID, for every board the columns attachment reported.
+    columns: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def monogram(self) -> str:
+        return f"T{self.id}"
+
+    @property
+    def is_open(self) -> bool:
+        return not self.is_closed
+
+    def column_on(self, board_phid: str) -> str | None:
+        return self.columns.get(board_phid)
+
+
+@dataclass
+class Snapshot:
+    """What the boards looked like at ``now``: the single input of checks, metrics and reports."""
+
+    now: datetime
+    boards: dict[str, Board]  # board PHID -> Board (watched boards only)
+    tasks: dict[str, Task]  # task PHID -> Task (tasks on watched boards / team projects)
+    users: dict[str, User] = field(default_factory=dict)  # user PHID -> User
+    timelines: dict[str, "Timeline"] = field(default_factory=dict)  # task PHID -> Timeline
+    statuses: tuple[Status, ...] = ()
+    priorities: tuple[Priority, ...] = ()
+    team_project_phids: frozenset[str] = frozenset()
+    team_member_phids: frozenset[str] = frozenset()  # whose answers count as a team response
+    bot_phid: str | None = None  # clinicbot's own account: never activity, never a response
+    ignored_user_phids: frozenset[str] = frozenset()  # other bots: never activity, never a response
+    # column PHIDs whose entry time was only observed by clinicbot (no structured column
+    # transactions on this server): times are approximate and output says so.
+    approximate_columns: frozenset[str] = frozenset()
+
+    # -- lookups used by checks and reports -------------------------------------------
+    def username(self, phid: str | None) -> str:
+        if not phid:
+            return ""
+        user = self.users.get(phid)
+        return user.username if user else phid
+
+    def non_human_phids(self) -> frozenset[str]:
+        extra = {p for p, u in self.users.items() if u.is_bot}
+        if self.bot_phid:
+            extra.add(self.bot_phid)
+        return frozenset(self.ignored_user_phids | extra)
+
+    def columns_with_role(self, role: str) -> list[Column]:
+        return [c for b in self.boards.values() for c in b.by_role(role)]
+
+    def tasks_in_columns(self, columns: Iterable[Column], *, open_only: bool = True) -> list[tuple[Task, Column]]:
+        wanted = {(c.board_phid, c.phid): c for c in columns}
+        out = []
+        for task in self.tasks.values():
+            if open_only and task.is_closed:
+                continue
+            for board_phid, col_phid in task.columns.items():
+                col = wanted.get((board_phid, col_phid))
+                if col is not None:
+                    out.append((task, col))
+        out.sort(key=lambda tc: (tc[0].created, tc[0].id))
+        return out
+
+    def tasks_with_role(self, role: str, *, open_only: bool = True) -> list[tuple[Task, Column]]:
+        return self.tasks_in_columns(self.columns_with_role(role), open_only=open_only)
+
+    def priority_by_value(self, value: int) -> Priority | None:
+        for p in self.priorities:
+            if p.value == value:
+                return p
+        return None
+
+    def priority_by_keyword(self, keyword: str) -> Priority | None:
+        for p in self.priorities:
+            if p.keyword == keyword:
+                return p
+        return None

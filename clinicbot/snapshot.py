@@ -1,0 +1,78 @@
+"""Build a :class:`Snapshot` from the server: boards, tasks, users, timelines, team.
+
+This is where the board layer, the history layer and the config meet; everything downstream
+(checks, metrics, reports) receives the finished Snapshot and does no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Iterable, Mapping
+
+from clinicbot.boards import BoardData, fetch_users, load_boards
+from clinicbot.conduit import ConduitClient
+from clinicbot.config import Config
+from clinicbot.model import Snapshot, User
+
+log = logging.getLogger(__name__)
+
+
+def whoami(client: ConduitClient) -> dict:
+    return client.call("user.whoami")
+
+
+def team_usernames(config: Config, extra: Iterable[str] = ()) -> set[str]:
+    return set(config.get("team.members")) | set(extra)
+
+
+def build_snapshot(
+    client: ConduitClient,
+    config: Config,
+    now: datetime,
+    *,
+    member_usernames: Iterable[str] = (),
+    roles: Iterable[str] | None = None,
+    open_only: bool = False,
+    with_timelines: bool = True,
+    data: BoardData | None = None,
+    timelines: Mapping | None = None,
+) -> Snapshot:
+    """Fetch what checks and reports need. ``member_usernames`` usually comes from the rotation."""
+    data = data or load_boards(client, config, roles=roles, open_only=open_only)
+    me = whoami(client)
+    bot_username = config.get("phabricator.bot_username") or me.get("userName")
+    ignored = set(config.get("team.ignored_users"))
+    members = team_usernames(config, member_usernames)
+
+    referenced = {me.get("phid")}
+    for task in data.tasks.values():
+        referenced.update(p for p in (task.author_phid, task.owner_phid) if p)
+    users: dict[str, User] = fetch_users(client, phids=[p for p in referenced if p],
+                                         usernames=sorted(members | ignored | {bot_username}))
+    if with_timelines and timelines is None:
+        from clinicbot.history import fetch_timelines
+
+        timelines = fetch_timelines(client, [(t.id, t.phid) for t in data.tasks.values()])
+    # Anyone who acted in a timeline but is not known yet (commenters, movers): one more batch.
+    if timelines:
+        actors = {e.author_phid for tl in timelines.values() for e in tl.events if e.author_phid}
+        missing = sorted(p for p in actors - set(users) if p.startswith("PHID-USER-"))
+        if missing:
+            users.update(fetch_users(client, phids=missing))
+    by_name = {u.username: u.phid for u in users.values()}
+    bot_phid = by_name.get(bot_username) or me.get("phid")
+    team_projects = frozenset(b.phid for b in data.boards)
+    return Snapshot(
+        now=now,
+        boards={b.phid: b for b in data.boards},
+        tasks=data.tasks,
+        users=users,
+        timelines=dict(timelines or {}),
+        statuses=data.statuses,
+        priorities=data.priorities,
+        team_project_phids=team_projects,
+        team_member_phids=frozenset(by_name[m] for m in members if m in by_name),
+        bot_phid=bot_phid,
+        ignored_user_phids=frozenset(by_name[u] for u in ignored if u in by_name),
+    )
