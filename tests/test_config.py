@@ -1,0 +1,99 @@
+"""Config loading: every bad value names the file and the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clinicbot.config import SETTINGS, load_config, parse_config
+from clinicbot.errors import ConfigError
+from conftest import TEST_TOKEN
+
+GOOD = {
+    "phabricator": {"url": "https://phab.example.org"},
+    "boards": [{"project": "Core Platform Team", "columns": {"inbox": "Inbox", "done": ["Done", "Archive"]}}],
+}
+
+
+def write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "clinicbot.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_good_config_fills_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.url == "https://phab.example.org/"
+    assert cfg.get("max_writes_per_run") == 20 and cfg.get("apply") is False
+    assert cfg.state_dir == tmp_path / "state"
+    assert cfg.boards[0].columns == {"inbox": ("Inbox",), "done": ("Done", "Archive")}
+
+
+@pytest.mark.parametrize("mutate, key, words", [
+    (lambda d: d.update(bogus=1), "bogus", "unknown key"),
+    (lambda d: d["phabricator"].update(url="phab.example.org"), "phabricator.url", "http"),
+    (lambda d: d["phabricator"].update(timeot=3), "phabricator.timeot", "unknown key"),
+    (lambda d: d["phabricator"].update(timeout="soon"), "phabricator.timeout", "number"),
+    (lambda d: d["phabricator"].update(timeout=-1), "phabricator.timeout", "greater than 0"),
+    (lambda d: d.update(max_writes_per_run=True), "max_writes_per_run", "number"),
+    (lambda d: d.update(apply="yes"), "apply", "true or false"),
+    (lambda d: d.pop("boards"), "boards", "missing"),
+    (lambda d: d["boards"][0].pop("project"), "boards[0].project", "missing"),
+    (lambda d: d["boards"][0]["columns"].update(inboxx="Inbox"), "boards[0].columns.inboxx", "unknown column role"),
+    (lambda d: d["boards"][0]["columns"].update(inbox=3), "boards[0].columns.inbox", "column name"),
+    (lambda d: d["team"].update(members="alice"), "team.members", "list"),
+])
+def test_bad_values_name_file_and_key(tmp_path, mutate, key, words):
+    data = json.loads(json.dumps(GOOD))
+    data["team"] = {}
+    mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    msg = str(info.value)
+    assert str(path) in msg and f"'{key}'" in msg and words in msg
+    assert "\n" not in msg
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "phabricator:\n  url: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"{path}:" in str(info.value) and "invalid YAML" in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_token_sources_in_order(tmp_path):
+    arcrc = tmp_path / "arcrc"
+    arcrc.write_text(json.dumps({"hosts": {"https://phab.example.org/api/": {"token": "cli-fromarcrc"}}}))
+    data = json.loads(json.dumps(GOOD))
+    data["phabricator"]["arcrc"] = str(arcrc)
+    cfg = parse_config(data, tmp_path / "c.yaml")
+    assert cfg.token({}).reveal() == "cli-fromarcrc"
+    (tmp_path / "tok").write_text(TEST_TOKEN + "\n")
+    data["phabricator"]["token_file"] = "tok"
+    cfg = parse_config(data, tmp_path / "c.yaml")
+    assert cfg.token({}).reveal() == TEST_TOKEN
+    assert cfg.token({"CLINICBOT_CONDUIT_TOKEN": "api-fromenv"}).reveal() == "api-fromenv"
+
+
+def test_no_token_anywhere_says_where_it_looked(tmp_path):
+    data = json.loads(json.dumps(GOOD))
+    data["phabricator"]["arcrc"] = str(tmp_path / "missing-arcrc")
+    cfg = parse_config(data, tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="CLINICBOT_CONDUIT_TOKEN") as info:
+        cfg.token({})
+    assert "phabricator.token_env" in str(info.value)
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
+    assert not missing, f"README lacks settings: {missing}"
