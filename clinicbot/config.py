@@ -44,6 +44,38 @@ def _url(v: str) -> str | None:
     return None if v.startswith(("http://", "https://")) else "must start with http:// or https://"
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _timezone(v: str) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown timezone {v!r}; use an IANA name such as Europe/Berlin or UTC"
+    return None
+
+
+def _hhmm(v: str) -> str | None:
+    parts = v.split(":")
+    if len(parts) == 2 and all(p.isdigit() for p in parts) and int(parts[0]) < 24 and int(parts[1]) < 60:
+        return None
+    return f"{v!r} is not a time of day HH:MM"
+
+
+def _hours_range(v: str) -> str | None:
+    start, _, end = v.partition("-")
+    if _hhmm(start.strip()) or _hhmm(end.strip()) or start.strip() >= end.strip():
+        return f"{v!r} is not a range of hours like 09:00-17:00"
+    return None
+
+
+def _weekdays(v: list) -> str | None:
+    bad = [d for d in v if str(d).lower()[:3] not in WEEKDAYS]
+    return f"unknown weekday(s) {bad}; use mon, tue, wed, thu, fri, sat, sun" if bad else None
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("phabricator.url", None, str, "Base URL of the Phabricator/Phorge server, e.g. https://phabricator.example.org/ (required).", _url),
     Setting("phabricator.token_env", DEFAULT_TOKEN_ENV, str, "Environment variable holding the Conduit API token; tried first."),
@@ -56,6 +88,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("team.projects", [], list, "Team projects (names, #hashtags or PHIDs): the backlog that metrics count. Default: the watched boards' projects."),
     Setting("team.members", [], list, "Usernames whose answers count as a team response. Default: the rotation's members plus the team projects' members."),
     Setting("team.ignored_users", [], list, "Usernames of other bots: never counted as activity, response or author."),
+    Setting("team.timezone", None, str, "IANA timezone of the team (e.g. Europe/Berlin). Default: the rotation file's timezone, else UTC.", _timezone),
+    Setting("team.business_hours", "09:00-17:00", str, "Working hours (local time) for thresholds counted in business hours.", _hours_range),
+    Setting("team.business_days", ["mon", "tue", "wed", "thu", "fri"], list, "Working days for thresholds counted in business hours.", _weekdays),
+    Setting("team.meeting_weekday", "thu", str, "Day of the weekly triage meeting (mon..sun).", lambda v: _weekdays([v])),
+    Setting("team.meeting_time", "15:00", str, "Local start time of the weekly triage meeting (HH:MM).", _hhmm),
     Setting("state_dir", "state", str, "Directory for the ledger, cache, lock and run history (relative to the config file)."),
     Setting("rotation", "rotation.yaml", str, "The rotation file (relative to the config file)."),
     Setting("templates_dir", None, str, "Directory with template overrides; a template found there wins over the built-in one."),
