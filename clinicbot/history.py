@@ -1,0 +1,568 @@
+"""A task's transaction history as a timeline of events.
+
+Two Conduit methods describe a task's history, in different shapes:
+
+* ``transaction.search`` (one task per call, newest first, paged with ``cursor.after``):
+  Conduit-friendly types (``create``, ``comment``, ``owner``, ``core:columns``, …) and
+  ``fields``; comment text in ``comments[].content.raw``; transactions the server does not
+  expose come back as ``type: null`` with ``fields: {}``.
+* ``maniphest.gettasktransactions`` (legacy, frozen; many tasks per call, no paging):
+  an object keyed by task id *string*, raw internal types (``core:comment``, ``reassign``,
+  ``core:edge``, …), full old/new lists for edges, string ids and epochs, priorities as
+  strings, comment text (or null) in ``comments``.
+
+Both are reduced to the same :class:`Timeline`. Where one form lacks a detail, both are cut
+down to what both can give:
+
+* Subscribers and projects are *changes*: ``new`` = sorted tuple of PHIDs added, ``old`` =
+  sorted tuple removed. (The legacy form sends whole before/after lists, transaction.search
+  sends operations; sorting makes both orders agree.) An edit that changes neither is dropped.
+* Task relations (parents, subtasks, "unblock") and "mentioned in" edges are dropped from
+  both: transaction.search sends some of them typed (``dependsOn``) and others as ``type:
+  null`` (a parent set at creation, mentions), the legacy form sends all of them as
+  ``core:edge``, so no common form exists. ``edge.search`` is the source for relations.
+* A removed comment is dropped (transaction.search blanks its text and sets ``removed``; the
+  legacy form sends an empty string).
+* Comment times are the transaction's time (the comment's own ``dateModified`` after an edit
+  exists only in transaction.search); the text is the newest version.
+* Transactions neither form names usefully become ``kind="other"`` with no payload. This is
+  the one place the two may still differ: a type the legacy form names (``mergedinto``,
+  policy edits) may be ``type: null`` in transaction.search, which is skipped.
+
+Timestamps are aware UTC datetimes. Events are ordered by (time, transaction id); events
+from one transaction (a ``core:columns`` transaction moving the task on several boards)
+keep the server's order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from clinicbot.errors import ConduitAPIError, ConduitError
+from clinicbot.model import from_epoch
+
+log = logging.getLogger(__name__)
+
+KINDS = ("created", "commented", "title", "description", "status", "priority", "owner", "points",
+         "column", "projects", "subscribers", "other")
+
+# What a human did *to* the task that tells the reporter someone is on it (first_response).
+RESPONSE_KINDS = frozenset({"commented", "owner", "priority", "status", "column"})
+# Everything but (un)subscribing counts as activity: a subscribe click (or the server's
+# auto-subscribe of an @mentioned user) says nothing about work on the task.
+ACTIVITY_KINDS = frozenset(KINDS) - {"subscribers"}
+
+PROJECT_EDGE_TYPE = 41  # PhabricatorProjectObjectHasProjectEdgeType: the only edge we model
+LEGACY_METHOD = "maniphest.gettasktransactions"
+SEARCH_METHOD = "transaction.search"
+
+# transaction.search types deliberately left out of the timeline (see module docstring).
+_TS_DROPPED = frozenset({"dependsOn", "dependedOnBy", "unblock", "parent", "mention", "mentioned"})
+# Legacy raw types deliberately left out (relations; core:edge is handled by edge type).
+_LEGACY_DROPPED = frozenset({"unblock", "parent", "mention"})
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # one of KINDS
+    at: datetime  # aware UTC
+    author_phid: str | None
+    xaction_id: int | None = None
+    group_id: str | None = None
+    # status: str; priority: int value; owner: PHID|None; points: float|None; title/description: str;
+    # projects/subscribers: tuple of PHIDs added in `new`, removed in `old`.
+    old: Any = None
+    new: Any = None
+    board_phid: str | None = None  # column events: one Event per board moved
+    column_phid: str | None = None  # column events: the destination column
+    from_column_phids: tuple[str, ...] = ()
+    text: str | None = None  # comment raw text
+    approximate: bool = False  # time not from a transaction (see Timeline.column_entered_at)
+
+    @property
+    def is_reorder(self) -> bool:
+        """A column event that stayed in the same column (a drag within it): not an entry."""
+        return self.kind == "column" and self.column_phid in self.from_column_phids
+
+
+def _by_user(event: Event, exclude: Collection[str]) -> bool:
+    # Only user accounts count as people. Herald and daemons author transactions as
+    # application PHIDs (PHID-APPS-…); bots are users, so callers list them in `exclude`.
+    author = event.author_phid
+    return bool(author) and author.startswith("PHID-USER-") and author not in exclude
+
+
+def _sort_key(event: Event) -> tuple[datetime, int]:
+    return (event.at, event.xaction_id if event.xaction_id is not None else 0)
+
+
+@dataclass
+class Timeline:
+    task_phid: str
+    task_id: int
+    events: tuple[Event, ...]  # oldest first, stable order (date, xaction id)
+    # False when the server evidently had column moves it sent as `type: null` (see
+    # timeline_from_transaction_search); column entry times then come from sightings.
+    structured_columns: bool = True
+    # transactions that came back as `type: null` and held nothing readable (diagnostics only)
+    unreadable: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        # sorted() is stable: same-key events (one transaction, several boards) keep their order.
+        self.events = tuple(sorted(self.events, key=_sort_key))
+
+    # -- plain lookups -----------------------------------------------------------------------
+    def of_kind(self, *kinds: str) -> list[Event]:
+        return [e for e in self.events if e.kind in kinds]
+
+    def created_at(self) -> datetime | None:
+        for e in self.events:
+            if e.kind == "created":
+                return e.at
+        return None
+
+    def moves(self, board_phid: str | None = None) -> list[Event]:
+        """Column events (oldest first), on one board or all; reorders within a column included."""
+        return [e for e in self.events
+                if e.kind == "column" and (board_phid is None or e.board_phid == board_phid)]
+
+    def moved_into(self, board_phid: str, column_phid: str) -> list[Event]:
+        """Every move into that column (who and when), oldest first; reorders inside it excluded."""
+        return [e for e in self.moves(board_phid) if e.column_phid == column_phid and not e.is_reorder]
+
+    def tagged_at(self, project_phid: str) -> datetime | None:
+        """When the project was last added to the task, according to the history."""
+        times = [e.at for e in self.events if e.kind == "projects" and project_phid in (e.new or ())]
+        return times[-1] if times else None
+
+    # -- derived answers ---------------------------------------------------------------------
+    def column_entered_at(
+        self,
+        board_phid: str,
+        column_phid: str,
+        *,
+        tagged_at: datetime | None = None,
+        sightings: Mapping[tuple[str, str, str], datetime] | None = None,
+    ) -> tuple[datetime, bool] | None:
+        """When the task entered its *current* column on a board, and whether that is approximate.
+
+        The caller knows (from maniphest.search) that the task is now in ``column_phid``.
+
+        1. The last real move on the board (reorders within a column ignored) went into this
+           column: its time, exact. If the board's project was (re)added after that move
+           (``tagged_at`` or a projects event), the later time wins: the task cannot have sat in
+           the column while it was off the board.
+        2. The last move went into another column: the task came back without a transaction we
+           can see. Lower bound = that move (or a later tag); the sighting if it is later.
+           Approximate.
+        3. No move on this board and the server sends structured column moves: the task arrived
+           by being tagged (the default column) or created there: the time the board's project
+           was added (``tagged_at``, else the history's last add), else creation. Exact.
+        4. No move and ``structured_columns`` is False: ``sightings[(task, board, column)]`` —
+           the first time clinicbot saw it there — not earlier than the tag time. Approximate.
+           Without a sighting, the tag/creation time: a lower bound, so ages are overstated.
+
+        ``None`` only when the timeline holds nothing to go by (no move, tag, creation or sighting).
+        """
+        tags = [t for t in (tagged_at, self.tagged_at(board_phid)) if t is not None]
+        latest_tag = max(tags) if tags else None
+        sighting = sightings.get((self.task_phid, board_phid, column_phid)) if sightings else None
+        moves = [e for e in self.moves(board_phid) if not e.is_reorder]
+
+        if moves:
+            last = moves[-1]
+            lower = max([last.at] + ([latest_tag] if latest_tag else []))
+            if last.column_phid == column_phid:
+                return lower, False
+            return (max(lower, sighting) if sighting else lower), True
+
+        base = latest_tag or self.created_at()
+        if not self.structured_columns:
+            if sighting is not None:
+                return (max(sighting, base) if base else sighting), True
+            return (base, True) if base else None
+        return (base, False) if base else None
+
+    def first_response(
+        self,
+        after: datetime,
+        *,
+        exclude: Collection[str],
+        responders: Collection[str] | None = None,
+    ) -> Event | None:
+        """The first human response strictly after ``after``, or None.
+
+        A response is an event with ``at > after`` whose kind is a comment, an owner, priority
+        or status change, or a column move (a reorder within the same column does not count);
+        its author is a user (``PHID-USER-…``) not in ``exclude`` (the task's author, bots,
+        clinicbot's own account), and, when ``responders`` is given, one of them (the team).
+        Title, description, points, tag and subscriber edits are not responses: they tell the
+        reporter nothing about whether anyone is looking at the problem.
+        """
+        for e in self.events:
+            if e.at <= after or e.kind not in RESPONSE_KINDS or e.is_reorder:
+                continue
+            if not _by_user(e, exclude):
+                continue
+            if responders is not None and e.author_phid not in responders:
+                continue
+            return e
+        return None
+
+    def last_activity(self, *, exclude: Collection[str]) -> Event | None:
+        """The latest event by a user not in ``exclude``; (un)subscribing does not count."""
+        for e in reversed(self.events):
+            if e.kind in ACTIVITY_KINDS and _by_user(e, exclude):
+                return e
+        return None
+
+    def last_comment(self, *, exclude: Collection[str]) -> Event | None:
+        """The latest (not removed) comment by a user not in ``exclude``."""
+        for e in reversed(self.events):
+            if e.kind == "commented" and _by_user(e, exclude):
+                return e
+        return None
+
+
+# ------------------------------------------------------------------------------------------
+# Value normalisation shared by both forms
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return int(float(value))  # "50.0"; anything else is a protocol surprise worth raising
+
+
+def _priority(value: Any) -> int | None:
+    # transaction.search: {"value": 90, "name": …}; legacy: "90"
+    if isinstance(value, dict):
+        value = value.get("value")
+    return _int(value)
+
+
+def _points(value: Any) -> float | None:
+    # transaction.search and the legacy form send numbers here, maniphest.search sends strings.
+    if value is None or value == "":
+        return None
+    result = float(value)
+    return None if math.isnan(result) else result
+
+
+def _phids(value: Any) -> list[str]:
+    """A PHID list, or a {phid: …} map (raw edge storage), as a list of PHIDs."""
+    if not value:
+        return []
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _column_events(base: dict[str, Any], moves: Any) -> list[Event]:
+    """``core:columns`` ``new``: one entry per board. ``fromColumnPHIDs`` is a map, or ``[]``
+    on the first placement (PHP encodes an empty map as a list)."""
+    events = []
+    for move in moves if isinstance(moves, list) else []:
+        if not isinstance(move, dict) or not move.get("columnPHID"):
+            continue
+        events.append(Event(kind="column", board_phid=move.get("boardPHID"), column_phid=move["columnPHID"],
+                            from_column_phids=tuple(sorted(_phids(move.get("fromColumnPHIDs")))), **base))
+    return events
+
+
+def _change(kind: str, base: dict[str, Any], added: Iterable[str], removed: Iterable[str]) -> list[Event]:
+    added_t, removed_t = tuple(sorted(set(added))), tuple(sorted(set(removed)))
+    if not added_t and not removed_t:
+        return []  # a no-op edit: nothing happened
+    return [Event(kind=kind, old=removed_t, new=added_t, **base)]
+
+
+def _diff(kind: str, base: dict[str, Any], old: Any, new: Any) -> list[Event]:
+    old_set, new_set = set(_phids(old)), set(_phids(new))
+    return _change(kind, base, new_set - old_set, old_set - new_set)
+
+
+def _dedupe(items: Iterable[Any]) -> list[dict[str, Any]]:
+    # Pages may overlap if a caller concatenates retries; a transaction id is unique.
+    seen: set[Any] = set()
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        key = item.get("id", item.get("transactionID"))
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(item)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# transaction.search
+
+
+def _ts_comment_text(item: dict[str, Any]) -> str | None:
+    """Newest version of the comment, or None if there is none or it was removed."""
+    comments = [c for c in item.get("comments") or [] if isinstance(c, dict)]
+    if not comments:
+        return None
+    newest = max(comments, key=lambda c: _int(c.get("version")) or 0)
+    if newest.get("removed"):
+        return None
+    text = (newest.get("content") or {}).get("raw")
+    return text or None  # a removed comment's text is blanked
+
+
+def _ts_events(item: dict[str, Any]) -> tuple[list[Event], bool]:
+    """Events of one transaction.search item, and whether it was an unreadable ``type: null``."""
+    at = from_epoch(item.get("dateCreated"))
+    if at is None:
+        return [], True
+    base = {"at": at, "author_phid": item.get("authorPHID") or None, "xaction_id": _int(item.get("id")),
+            "group_id": item.get("groupID") or None}
+    kind = item.get("type")  # the key is missing altogether on old servers
+    fields = item.get("fields") if isinstance(item.get("fields"), dict) else {}
+    old, new = fields.get("old"), fields.get("new")
+
+    if kind is None:
+        # Old servers type nothing, but still attach comment text: keep the comment.
+        text = _ts_comment_text(item)
+        if text is not None:
+            return [Event(kind="commented", text=text, **base)], False
+        return [], not item.get("comments")  # a removed untyped comment is not "unreadable"
+    if kind == "create":
+        return [Event(kind="created", **base)], False
+    if kind == "comment":
+        text = _ts_comment_text(item)
+        return ([Event(kind="commented", text=text, **base)] if text is not None else []), False
+    if kind in ("title", "description", "status"):
+        return [Event(kind=kind, old=old, new=new, **base)], False
+    if kind == "priority":
+        return [Event(kind="priority", old=_priority(old), new=_priority(new), **base)], False
+    if kind == "owner":
+        return [Event(kind="owner", old=old or None, new=new or None, **base)], False
+    if kind == "points":
+        return [Event(kind="points", old=_points(old), new=_points(new), **base)], False
+    if kind == "core:columns":
+        return _column_events(base, new), False
+    if kind in ("projects", "subscribers"):
+        ops = [op for op in fields.get("operations") or [] if isinstance(op, dict) and op.get("phid")]
+        return _change(kind, base, [op["phid"] for op in ops if op.get("operation") == "add"],
+                       [op["phid"] for op in ops if op.get("operation") == "remove"]), False
+    if kind in _TS_DROPPED:
+        return [], False
+    return [Event(kind="other", **base)], False
+
+
+def timeline_from_transaction_search(task_phid: str, task_id: int, items: list[dict]) -> Timeline:
+    """Build a timeline from ``transaction.search`` items (any order; all pages concatenated).
+
+    ``structured_columns`` rule. Modern servers send column moves as ``core:columns``; old
+    ones sent them as ``type: null`` (and also projects/subscribers). The flag is False — the
+    timeline cannot tell when the task entered a column — only when all of these hold:
+
+    * no column event could be read, and
+    * at least one transaction came back ``type: null`` with nothing readable, and
+    * the history shows the task tagged with a project, or shows no project transaction at all
+      (a server that hides column moves may hide tags too).
+
+    A task with column events, or one never on a board, keeps True. Known false positive: on a
+    modern server, a task tagged *after* creation (no placement transaction is written then),
+    never moved, with a mention or parent link (``type: null``). Its entry time then comes
+    from sightings instead of the tag time; both are the time it arrived in the default column,
+    give or take clinicbot's polling interval.
+    """
+    events: list[Event] = []
+    unreadable = 0
+    for item in _dedupe(items):
+        got, bad = _ts_events(item)
+        events.extend(got)
+        unreadable += bad
+    # Items arrive newest first; the Timeline sorts by (time, id) and keeps the order of
+    # events from one transaction as the server listed them.
+    timeline = Timeline(task_phid, int(task_id), tuple(events), unreadable=unreadable)
+    has_columns = any(e.kind == "column" for e in timeline.events)
+    project_events = timeline.of_kind("projects")
+    tagged = any(e.new for e in project_events)
+    if not has_columns and unreadable and (tagged or not project_events):
+        timeline.structured_columns = False
+    return timeline
+
+
+# ------------------------------------------------------------------------------------------
+# maniphest.gettasktransactions (legacy)
+
+
+def _legacy_events(item: dict[str, Any]) -> list[Event]:
+    at = from_epoch(item.get("dateCreated"))
+    if at is None:
+        return []
+    meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
+    base = {"at": at, "author_phid": item.get("authorPHID") or None, "xaction_id": _int(item.get("transactionID")),
+            "group_id": meta.get("core.groupID") or None}
+    kind = item.get("transactionType")
+    old, new = item.get("oldValue"), item.get("newValue")
+
+    if kind == "core:create":
+        return [Event(kind="created", **base)]
+    if kind == "core:comment":
+        text = item.get("comments")
+        return [Event(kind="commented", text=text, **base)] if text else []  # "" = removed
+    if kind in ("title", "description", "status"):
+        return [Event(kind=kind, old=old, new=new, **base)]
+    if kind == "priority":
+        return [Event(kind="priority", old=_priority(old), new=_priority(new), **base)]
+    if kind == "reassign":
+        return [Event(kind="owner", old=old or None, new=new or None, **base)]
+    if kind == "points":
+        return [Event(kind="points", old=_points(old), new=_points(new), **base)]
+    if kind == "core:columns":
+        return _column_events(base, new)
+    if kind == "projectcolumn":
+        # Servers from before core:columns: {"projectPHID", "columnPHIDs": [...]} old and new.
+        new_d = new if isinstance(new, dict) else {}
+        old_d = old if isinstance(old, dict) else {}
+        cols = _phids(new_d.get("columnPHIDs"))
+        if not cols:
+            return []
+        return [Event(kind="column", board_phid=new_d.get("projectPHID"), column_phid=cols[0],
+                      from_column_phids=tuple(sorted(_phids(old_d.get("columnPHIDs")))), **base)]
+    if kind == "core:edge":
+        if _int(meta.get("edge:type")) == PROJECT_EDGE_TYPE:
+            return _diff("projects", base, old, new)
+        return []  # relations and mentions: see module docstring
+    if kind == "projects":  # pre-edge servers
+        return _diff("projects", base, old, new)
+    if kind in ("core:subscribers", "ccs"):
+        return _diff("subscribers", base, old, new)
+    if kind in _LEGACY_DROPPED:
+        return []
+    return [Event(kind="other", **base)]
+
+
+def timeline_from_legacy(task_phid: str, task_id: int, items: list[dict]) -> Timeline:
+    """Build a timeline from one task's list in a ``maniphest.gettasktransactions`` answer.
+
+    The legacy form always names column moves (``core:columns``, or ``projectcolumn`` on old
+    servers), so ``structured_columns`` is True.
+    """
+    events: list[Event] = []
+    for item in _dedupe(items):
+        events.extend(_legacy_events(item))
+    return Timeline(task_phid, int(task_id), tuple(events))
+
+
+# ------------------------------------------------------------------------------------------
+# Fetching
+
+
+class TaskHistoryError(ConduitError):
+    """Reading the history of some tasks failed; wraps the Conduit error and names the tasks."""
+
+    def __init__(self, method: str, task_ids: Iterable[int], cause: ConduitError):
+        self.task_ids = tuple(task_ids)
+        self.cause = cause
+        self.code = getattr(cause, "code", None)
+        names = ", ".join(f"T{i}" for i in self.task_ids[:5])
+        if len(self.task_ids) > 5:
+            names += f" and {len(self.task_ids) - 5} more"
+        super().__init__(method, f"reading the history of {names}: {cause}")
+
+
+def _is_missing_object(exc: ConduitError) -> bool:
+    # The task was deleted or hidden from the bot between reading the board and its history.
+    return isinstance(exc, ConduitAPIError) and exc.code == "ERR-INVALID-OBJECT-PHID"
+
+
+def _fetch_one(client: Any, task_id: int, task_phid: str) -> Timeline | None:
+    try:
+        items = list(client.search(SEARCH_METHOD, objectIdentifier=task_phid, limit=100))
+    except ConduitError as exc:
+        if _is_missing_object(exc):
+            log.warning("T%s (%s) no longer exists or is not visible; no history", task_id, task_phid)
+            return None
+        raise TaskHistoryError(SEARCH_METHOD, [task_id], exc) from exc
+    return timeline_from_transaction_search(task_phid, task_id, items)
+
+
+def fetch_timelines(
+    client: Any,
+    tasks: Iterable[tuple[int, str]],
+    *,
+    use_batch: bool | None = None,
+    batch_size: int = 100,
+    concurrency: int = 4,
+) -> dict[str, Timeline]:
+    """Timelines of ``tasks`` (``(id, phid)`` pairs), keyed by task PHID.
+
+    ``use_batch=None`` picks the legacy batch method when the server has it: one call per
+    ``batch_size`` tasks instead of one (or more, when paged) per task. Otherwise one paged
+    ``transaction.search`` per task, ``concurrency`` at a time (1 = sequential, in this thread).
+
+    Tasks whose history the server does not return are **left out** of the result (not given an
+    empty timeline): the batch method silently drops ids it does not know or the bot cannot
+    see, and transaction.search says ERR-INVALID-OBJECT-PHID for them. Every task has at least
+    a creation transaction, so "no history" means "gone", and an empty timeline would pass
+    for a task with no activity. Callers use ``timelines.get(phid)``. Any other Conduit error
+    raises :class:`TaskHistoryError` naming the tasks.
+    """
+    wanted: dict[int, str] = {}
+    for task_id, task_phid in tasks:
+        wanted.setdefault(int(task_id), task_phid)
+    if not wanted:
+        return {}
+    if use_batch is None:
+        use_batch = client.has_method(LEGACY_METHOD)
+
+    out: dict[str, Timeline] = {}
+    if use_batch:
+        ids = list(wanted)
+        size = max(1, batch_size)
+        for start in range(0, len(ids), size):
+            chunk = ids[start:start + size]
+            try:
+                result = client.call(LEGACY_METHOD, ids=chunk)
+            except ConduitError as exc:
+                raise TaskHistoryError(LEGACY_METHOD, chunk, exc) from exc
+            # Keyed by id string in no particular order; PHP encodes an empty answer as [].
+            by_id = result if isinstance(result, dict) else {}
+            for task_id in chunk:
+                items = by_id.get(str(task_id))
+                if items is None:
+                    log.warning("T%s: %s returned no history (deleted or not visible)", task_id, LEGACY_METHOD)
+                    continue
+                out[wanted[task_id]] = timeline_from_legacy(wanted[task_id], task_id, items)
+        return out
+
+    pairs = list(wanted.items())
+    results: dict[int, Timeline | None] = {}
+    if concurrency <= 1 or len(pairs) == 1:
+        for task_id, task_phid in pairs:
+            results[task_id] = _fetch_one(client, task_id, task_phid)
+    else:
+        pool = ThreadPoolExecutor(max_workers=min(concurrency, len(pairs)), thread_name_prefix="history")
+        try:
+            futures = {pool.submit(_fetch_one, client, i, p): i for i, p in pairs}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+        finally:
+            # On the first failure, tasks not yet started are cancelled instead of fetched for
+            # nothing; the ones in flight finish (threads cannot be interrupted).
+            pool.shutdown(wait=True, cancel_futures=True)
+    for task_id, task_phid in pairs:  # input order, whatever order the threads finished in
+        timeline = results.get(task_id)
+        if timeline is not None:
+            out[task_phid] = timeline
+    return out
