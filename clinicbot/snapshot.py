@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 from typing import Iterable, Mapping
 
-from clinicbot.boards import BoardData, fetch_users, load_boards
+from clinicbot.boards import BoardData, _resolve_projects, fetch_users, load_boards
 from clinicbot.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.model import Snapshot, User
@@ -24,6 +24,21 @@ def whoami(client: ConduitClient) -> dict:
 
 def team_usernames(config: Config, extra: Iterable[str] = ()) -> set[str]:
     return set(config.get("team.members")) | set(extra)
+
+
+def team_projects(client: ConduitClient, config: Config, data: BoardData) -> tuple[frozenset[str], set[str]]:
+    """The team's projects (``team.projects``, default the watched boards) and their members' PHIDs."""
+    names = list(config.get("team.projects"))
+    if names:
+        file = str(config.path) if config.path else "<config>"
+        found = _resolve_projects(client, [(f"team.projects[{i}]", n) for i, n in enumerate(names)], file)
+        phids = frozenset(found[n]["phid"] for n in names)
+    else:
+        phids = frozenset(b.phid for b in data.boards)
+    members: set[str] = set()
+    for item in client.search("project.search", constraints={"phids": sorted(phids)}, attachments={"members": True}):
+        members.update(m["phid"] for m in (item.get("attachments") or {}).get("members", {}).get("members", []))
+    return phids, members
 
 
 def build_snapshot(
@@ -45,7 +60,8 @@ def build_snapshot(
     ignored = set(config.get("team.ignored_users"))
     members = team_usernames(config, member_usernames)
 
-    referenced = {me.get("phid")}
+    project_phids, project_members = team_projects(client, config, data)
+    referenced = {me.get("phid")} | project_members
     for task in data.tasks.values():
         referenced.update(p for p in (task.author_phid, task.owner_phid) if p)
     users: dict[str, User] = fetch_users(client, phids=[p for p in referenced if p],
@@ -62,7 +78,10 @@ def build_snapshot(
             users.update(fetch_users(client, phids=missing))
     by_name = {u.username: u.phid for u in users.values()}
     bot_phid = by_name.get(bot_username) or me.get("phid")
-    team_projects = frozenset(b.phid for b in data.boards)
+    member_phids = {by_name[m] for m in members if m in by_name}
+    if not config.get("team.members"):
+        # Default: the rotation's members plus the team projects' members.
+        member_phids |= project_members
     return Snapshot(
         now=now,
         boards={b.phid: b for b in data.boards},
@@ -71,8 +90,8 @@ def build_snapshot(
         timelines=dict(timelines or {}),
         statuses=data.statuses,
         priorities=data.priorities,
-        team_project_phids=team_projects,
-        team_member_phids=frozenset(by_name[m] for m in members if m in by_name),
+        team_project_phids=project_phids,
+        team_member_phids=frozenset(member_phids - {bot_phid}),
         bot_phid=bot_phid,
         ignored_user_phids=frozenset(by_name[u] for u in ignored if u in by_name),
     )

@@ -1,0 +1,42 @@
+"""The README stays true: the two set-up commands, every command, every exit code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from clinicbot.cli import cli
+from clinicbot.errors import EXIT_CAP, EXIT_CONDUIT, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def setup_commands() -> list[str]:
+    first_block = re.search(r"```sh\n(.*?)```", README, re.S)
+    assert first_block, "README must open with a shell block"
+    assert README.index(first_block.group(0)) < README.index("\n## "), "the set-up block comes first"
+    return [line for line in first_block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_opens_with_exactly_two_commands():
+    commands = setup_commands()
+    assert len(commands) == 2
+    assert "clinicbot demo" in commands[0] and "pip install" in commands[0]
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert setup_commands()[1] in ci.splitlines()
+
+
+def test_every_command_is_documented():
+    missing = [name for name in cli.commands if f"`clinicbot {name}" not in README]
+    assert not missing, f"README lacks commands: {missing}"
+
+
+def test_every_exit_code_is_documented():
+    table = README.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    for code in (EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_CONDUIT, EXIT_CAP):
+        assert f"| {code} |" in table
