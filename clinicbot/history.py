@@ -62,10 +62,11 @@ PROJECT_EDGE_TYPE = 41  # PhabricatorProjectObjectHasProjectEdgeType: the only e
 LEGACY_METHOD = "maniphest.gettasktransactions"
 SEARCH_METHOD = "transaction.search"
 
-# transaction.search types deliberately left out of the timeline (see module docstring).
-_TS_DROPPED = frozenset({"dependsOn", "dependedOnBy", "unblock", "parent", "mention", "mentioned"})
-# Legacy raw types deliberately left out (relations; core:edge is handled by edge type).
-_LEGACY_DROPPED = frozenset({"unblock", "parent", "mention"})
+# Task relations, deliberately left out of the timeline (see module docstring). "unblock" is
+# written on a parent when a subtask changes status: the subtask's activity, not the parent's.
+# Mentions need no entry: transaction.search sends them as type null, the legacy form as core:edge.
+_TS_DROPPED = frozenset({"dependsOn", "dependedOnBy", "unblock", "parent"})
+_LEGACY_DROPPED = frozenset({"unblock", "parent"})  # relation edges are core:edge, dropped by edge type
 
 
 @dataclass(frozen=True)
