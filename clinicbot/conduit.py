@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import re
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -156,9 +157,25 @@ class RequestsTransport:
 
 @dataclass
 class CallStats:
+    """Per-method counters. Histories are fetched from several threads, hence the lock."""
+
     calls: Counter = field(default_factory=Counter)  # method -> successful answers
     attempts: Counter = field(default_factory=Counter)  # method -> HTTP requests sent
     seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def attempt(self, method: str) -> None:
+        with self._lock:
+            self.attempts[method] += 1
+
+    def answered(self, method: str, seconds: float) -> None:
+        with self._lock:
+            self.calls[method] += 1
+            self.seconds += seconds
+
+    def waited(self, seconds: float) -> None:
+        with self._lock:
+            self.seconds += seconds
 
     @property
     def total(self) -> int:
@@ -223,11 +240,12 @@ class ConduitClient:
         attempt = 0
         while True:
             attempt += 1
-            self.stats.attempts[method] += 1
+            self.stats.attempt(method)
             started = time.monotonic()
             try:
                 answer = self.transport.post(url, data, self.timeout)
             except TransportFailure as fail:
+                self.stats.waited(time.monotonic() - started)
                 reason = redact(fail.reason, self._token.reveal())
                 if write and fail.sent:
                     raise ConduitWriteUncertain(method, reason) from None
@@ -235,10 +253,10 @@ class ConduitClient:
                     raise ConduitTransportError(method, reason, attempts=attempt) from None
                 self._wait(method, attempt, reason)
                 continue
-            finally:
-                self.stats.seconds += time.monotonic() - started
+            elapsed = time.monotonic() - started
 
             if answer.status != 200:
+                self.stats.waited(elapsed)
                 reason = f"HTTP {answer.status}"
                 snippet = " ".join(redact(answer.text[:120], self._token.reveal()).split())
                 if snippet:
@@ -257,7 +275,7 @@ class ConduitClient:
             if envelope.get("error_code"):
                 raise ConduitAPIError(method, str(envelope["error_code"]),
                                       redact(str(envelope.get("error_info") or ""), self._token.reveal()))
-            self.stats.calls[method] += 1
+            self.stats.answered(method, elapsed)
             return envelope.get("result")
 
     def _decode(self, method: str, text: str) -> dict[str, Any]:
