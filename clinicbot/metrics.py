@@ -1,0 +1,426 @@
+"""Metrics: is clinic duty working? Pure functions of a :class:`Snapshot` (no I/O, no clock).
+
+Every definition here is spelled out in ``docs/reports.md``; keep the two in step. In short:
+
+* the *backlog* is the open tasks (stalled counts as open: it is an open status) in the team's
+  projects; *unsized* have no points, *unprioritised* have the "triage" priority;
+* *created* / *resolved* count team tasks created / closed inside the window;
+* *untouched* are open backlog tasks with no human activity after creation, or none in N days;
+* durations (age, time to first team response) are summarised as count, mean, median and
+  90th percentile (linear interpolation between closest ranks), in hours; an empty set gives
+  ``None`` everywhere, which reports show as "n/a".
+
+Bots, clinicbot's own account and ``team.ignored_users`` are never activity, responders or
+"outside" authors (``Snapshot.non_human_phids``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Any, Callable, Iterable, Sequence
+
+from clinicbot.model import Snapshot, Task
+
+DEFAULT_WINDOW_DAYS = 30
+DEFAULT_UNTOUCHED_DAYS = 14
+DEFAULT_WEEKS = 12
+HOUR = 3600.0
+
+# Who was on duty at a moment: usernames, in rotation order. Built by the caller from the
+# rotation so this module needs no rotation file (and tests can pass a lambda).
+DutyLookup = Callable[[datetime], Sequence[str]]
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The p-th percentile by linear interpolation between closest ranks (numpy's default,
+    Excel's PERCENTILE.INC). ``None`` for an empty set; the value itself for one element."""
+    if not values:
+        return None
+    if not 0 <= p <= 100:
+        raise ValueError(f"percentile must be within 0..100, not {p}")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * p / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float | None:
+    return percentile(values, 50)
+
+
+@dataclass(frozen=True)
+class DurationStats:
+    """count, mean, median and p90 of a set of durations (hours). Empty -> None ("n/a")."""
+
+    count: int
+    mean: float | None
+    median: float | None
+    p90: float | None
+
+    @classmethod
+    def of(cls, hours: Iterable[float]) -> "DurationStats":
+        xs = [float(h) for h in hours]
+        if not xs:
+            return cls(0, None, None, None)
+        return cls(len(xs), sum(xs) / len(xs), median(xs), percentile(xs, 90))
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 2)
+
+        return {"count": self.count, "mean": r(self.mean), "median": r(self.median), "p90": r(self.p90),
+                "unit": "hours"}
+
+
+def hours_between(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds() / HOUR
+
+
+# --------------------------------------------------------------------------------------------
+# Which tasks count
+
+
+def is_team_task(snapshot: Snapshot, task: Task) -> bool:
+    """Tagged with a team project, or on a team board (a milestone's proxy column counts)."""
+    team = snapshot.team_project_phids
+    return bool(team & set(task.project_phids)) or bool(team & set(task.columns))
+
+
+def team_tasks(snapshot: Snapshot) -> list[Task]:
+    return sorted((t for t in snapshot.tasks.values() if is_team_task(snapshot, t)), key=lambda t: t.id)
+
+
+def closed_at(task: Task) -> datetime | None:
+    """When a closed task was closed; a closed task without dateClosed (old servers) -> modified."""
+    if not task.is_closed:
+        return None
+    return task.closed_at or task.modified
+
+
+def last_human_activity(snapshot: Snapshot, task: Task) -> datetime | None:
+    """Latest human activity (creation counts), or None when the history is unknown."""
+    timeline = snapshot.timelines.get(task.phid)
+    if timeline is None:
+        return None
+    event = timeline.last_activity(exclude=snapshot.non_human_phids())
+    return max(event.at, task.created) if event else task.created
+
+
+def touched_after_creation(snapshot: Snapshot, task: Task) -> bool | None:
+    """Did a human do anything (not (un)subscribing) after the creation second? None: no history."""
+    timeline = snapshot.timelines.get(task.phid)
+    if timeline is None:
+        return None
+    event = timeline.last_activity(exclude=snapshot.non_human_phids())
+    return event is not None and event.at > task.created
+
+
+def unbreak_since(snapshot: Snapshot, task: Task) -> datetime | None:
+    """When the task (first) became Unbreak Now!, or None if it never was.
+
+    Created with that priority -> creation time (a priority transaction at creation, or no
+    priority transaction at all while the task is UBN now). Raised later -> that edit's time.
+    """
+    ubn = snapshot.priority_by_keyword("unbreak")
+    if ubn is None:
+        return None
+    timeline = snapshot.timelines.get(task.phid)
+    events = timeline.of_kind("priority") if timeline is not None else []
+    if not events:
+        return task.created if task.priority == ubn.value else None
+    if events[0].old == ubn.value:
+        return task.created
+    for e in events:
+        if e.new == ubn.value:
+            return e.at
+    return None
+
+
+def review_columns(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """(board, column) of every review_needed column: where review requests arrive."""
+    return [(c.board_phid, c.phid) for c in snapshot.columns_with_role("review_needed")]
+
+
+def review_requested_at(snapshot: Snapshot, task: Task) -> datetime | None:
+    """When a task became a review request: its first move into a review_needed column; if it
+    never moved there but is on a board that has one, when it was put on that board (tag or
+    creation, it starts in the board's default column)."""
+    cols = review_columns(snapshot)
+    timeline = snapshot.timelines.get(task.phid)
+    moves = []
+    if timeline is not None:
+        for board, col in cols:
+            moves.extend(e.at for e in timeline.moved_into(board, col))
+    if moves:
+        return min(moves)
+    boards = {b for b, _ in cols}
+    on_board = [b for b in boards if b in task.columns]
+    if not on_board:
+        return None
+    tagged = [timeline.tagged_at(b) for b in on_board] if timeline is not None else []
+    tagged_times = [t for t in tagged if t is not None]
+    return min(tagged_times) if tagged_times else task.created
+
+
+def is_outside_author(snapshot: Snapshot, task: Task) -> bool:
+    author = task.author_phid
+    return bool(author) and author not in snapshot.team_member_phids and author not in snapshot.non_human_phids()
+
+
+# --------------------------------------------------------------------------------------------
+# Responses
+
+
+@dataclass(frozen=True)
+class Response:
+    """One task in a response-time population: when it started waiting, who answered when."""
+
+    task: Task
+    start: datetime
+    responder_phid: str | None
+    responded_at: datetime | None
+
+    @property
+    def hours(self) -> float | None:
+        return None if self.responded_at is None else hours_between(self.start, self.responded_at)
+
+
+def first_team_response(snapshot: Snapshot, task: Task, start: datetime) -> Response:
+    """The first response strictly after ``start`` by a team member other than the author."""
+    timeline = snapshot.timelines.get(task.phid)
+    event = None
+    if timeline is not None:
+        exclude = set(snapshot.non_human_phids())
+        if task.author_phid:
+            exclude.add(task.author_phid)
+        event = timeline.first_response(start, exclude=exclude, responders=snapshot.team_member_phids)
+    return Response(task, start, event.author_phid if event else None, event.at if event else None)
+
+
+# --------------------------------------------------------------------------------------------
+# The metrics
+
+
+@dataclass
+class Metrics:
+    now: datetime
+    window_days: int
+    untouched_days: int
+    backlog: int
+    unsized: int
+    unprioritised: int
+    created: int
+    resolved: int
+    untouched_since_creation: int
+    untouched_recently: int
+    without_history: int
+    age: DurationStats
+    unbreak_response: DurationStats
+    unbreak_unanswered: int
+    review_response: DurationStats
+    review_unanswered: int
+    unbreak_tasks: list[dict[str, Any]] = field(default_factory=list)
+    review_tasks: list[dict[str, Any]] = field(default_factory=list)
+    per_shift: list[dict[str, Any]] = field(default_factory=list)
+    per_column: list[dict[str, Any]] = field(default_factory=list)
+    weekly: list[dict[str, Any]] = field(default_factory=list)
+    oldest: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers a history record keeps (for trends): no per-task lists."""
+        return {
+            "now": self.now.isoformat(),
+            "window_days": self.window_days,
+            "backlog": self.backlog,
+            "unsized": self.unsized,
+            "unprioritised": self.unprioritised,
+            "created": self.created,
+            "resolved": self.resolved,
+            "untouched_since_creation": self.untouched_since_creation,
+            "untouched_recently": self.untouched_recently,
+            "age": self.age.to_dict(),
+            "unbreak_response": self.unbreak_response.to_dict(),
+            "review_response": self.review_response.to_dict(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "untouched_days": self.untouched_days,
+            "window_start": (self.now - timedelta(days=self.window_days)).isoformat(),
+            "without_history": self.without_history,
+            "unbreak_unanswered": self.unbreak_unanswered,
+            "review_unanswered": self.review_unanswered,
+            "unbreak_tasks": self.unbreak_tasks,
+            "review_tasks": self.review_tasks,
+            "per_shift": self.per_shift,
+            "per_column": self.per_column,
+            "weekly": self.weekly,
+            "oldest": self.oldest,
+        }
+
+
+def _task_ref(snapshot: Snapshot, task: Task) -> dict[str, Any]:
+    return {"task": task.monogram, "id": task.id, "title": task.title, "status": task.status_name,
+            "priority": task.priority_name, "author": snapshot.username(task.author_phid)}
+
+
+def _response_row(snapshot: Snapshot, r: Response, now: datetime) -> dict[str, Any]:
+    return {**_task_ref(snapshot, r.task), "start": r.start.isoformat(),
+            "responder": snapshot.username(r.responder_phid) or None,
+            "responded_at": r.responded_at.isoformat() if r.responded_at else None,
+            "hours": None if r.hours is None else round(r.hours, 2),
+            "waiting_hours": round(hours_between(r.start, now), 2) if r.responded_at is None else None}
+
+
+def week_start(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def weekly_series(snapshot: Snapshot, tasks: Sequence[Task], now: datetime, weeks: int,
+                  tz: tzinfo) -> list[dict[str, Any]]:
+    """Created and resolved per ISO week (Monday, team timezone) for the last ``weeks`` weeks
+    (the current, partial week last), and the backlog reconstructed at each week's end (or now)
+    from created/closed dates of the tasks clinicbot can see."""
+    this_week = week_start(now.astimezone(tz).date())
+    out = []
+    for i in range(weeks - 1, -1, -1):
+        start_day = this_week - timedelta(weeks=i)
+        start = datetime.combine(start_day, datetime.min.time(), tz)
+        end = min(start + timedelta(days=7), now)
+        created = sum(1 for t in tasks if start <= t.created < end)
+        resolved = sum(1 for t in tasks if (c := closed_at(t)) is not None and start <= c < end)
+        backlog = sum(1 for t in tasks if t.created < end and ((c := closed_at(t)) is None or c >= end))
+        out.append({"week": start_day.isoformat(), "created": created, "resolved": resolved,
+                    "backlog_at_end": backlog, "end": end.isoformat()})
+    return out
+
+
+def compute_metrics(
+    snapshot: Snapshot,
+    *,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    untouched_days: int = DEFAULT_UNTOUCHED_DAYS,
+    weeks: int = DEFAULT_WEEKS,
+    on_duty: DutyLookup | None = None,
+    tz: tzinfo = timezone.utc,
+) -> Metrics:
+    """Every metric of ``docs/reports.md`` at ``snapshot.now``."""
+    now = snapshot.now
+    since = now - timedelta(days=window_days)
+    tasks = team_tasks(snapshot)
+    open_tasks = [t for t in tasks if t.is_open]
+    triage = snapshot.priority_by_keyword("triage")
+
+    untouched_never = untouched_recent = no_history = 0
+    stale_before = now - timedelta(days=untouched_days)
+    never_ids: set[str] = set()
+    for t in open_tasks:
+        touched = touched_after_creation(snapshot, t)
+        if touched is None:
+            no_history += 1
+            continue
+        if not touched:
+            untouched_never += 1
+            never_ids.add(t.phid)
+        last = last_human_activity(snapshot, t)
+        if last is not None and last < stale_before:
+            untouched_recent += 1
+
+    created_in_window = [t for t in tasks if since <= t.created <= now]
+    resolved = [t for t in tasks if (c := closed_at(t)) is not None and since <= c <= now]
+
+    ubn: list[Response] = []
+    for t in tasks:
+        start = unbreak_since(snapshot, t)
+        if start is not None and since <= start <= now:
+            ubn.append(first_team_response(snapshot, t, start))
+    reviews: list[Response] = []
+    for t in tasks:
+        if not is_outside_author(snapshot, t):
+            continue
+        start = review_requested_at(snapshot, t)
+        if start is not None and since <= start <= now:
+            reviews.append(first_team_response(snapshot, t, start))
+
+    per_shift = _per_shift(created_in_window, ubn, reviews, never_ids, on_duty) if on_duty else []
+    oldest = sorted(open_tasks, key=lambda t: (t.created, t.id))[:10]
+    return Metrics(
+        now=now,
+        window_days=window_days,
+        untouched_days=untouched_days,
+        backlog=len(open_tasks),
+        unsized=sum(1 for t in open_tasks if t.points is None),
+        unprioritised=sum(1 for t in open_tasks if triage is not None and t.priority == triage.value),
+        created=len(created_in_window),
+        resolved=len(resolved),
+        untouched_since_creation=untouched_never,
+        untouched_recently=untouched_recent,
+        without_history=no_history,
+        age=DurationStats.of(hours_between(t.created, now) for t in open_tasks),
+        unbreak_response=DurationStats.of(r.hours for r in ubn if r.hours is not None),
+        unbreak_unanswered=sum(1 for r in ubn if r.responded_at is None),
+        review_response=DurationStats.of(r.hours for r in reviews if r.hours is not None),
+        review_unanswered=sum(1 for r in reviews if r.responded_at is None),
+        unbreak_tasks=[_response_row(snapshot, r, now) for r in sorted(ubn, key=lambda r: r.start)],
+        review_tasks=[_response_row(snapshot, r, now) for r in sorted(reviews, key=lambda r: r.start)],
+        per_shift=per_shift,
+        per_column=_per_column(snapshot),
+        weekly=weekly_series(snapshot, tasks, now, weeks, tz),
+        oldest=[{**_task_ref(snapshot, t), "age_hours": round(hours_between(t.created, now), 2)} for t in oldest],
+    )
+
+
+def _per_column(snapshot: Snapshot) -> list[dict[str, Any]]:
+    out = []
+    for board in snapshot.boards.values():
+        counts = Counter(t.column_on(board.phid) for t in snapshot.tasks.values() if t.is_open)
+        for col in board.columns:
+            if col.hidden and not counts[col.phid]:
+                continue  # hidden columns only matter when something is stuck in them
+            out.append({"board": board.name, "column": col.name, "role": col.role, "open": counts[col.phid]})
+    return out
+
+
+def _per_shift(created: Sequence[Task], ubn: Sequence[Response], reviews: Sequence[Response],
+               never_ids: set[str], on_duty: DutyLookup) -> list[dict[str, Any]]:
+    """Group what arrived in the window by who was on duty when it arrived.
+
+    A shift is named by its engineers ("alice, bob"); arrivals while nobody was on duty go
+    to "(nobody)". Arrival: creation for new tasks; becoming UBN / a review request for those.
+    """
+    def shift(at: datetime) -> str:
+        names = list(on_duty(at))
+        return ", ".join(names) if names else "(nobody)"
+
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(name: str) -> dict[str, Any]:
+        return rows.setdefault(name, {"shift": name, "created": 0, "untouched_since_creation": 0,
+                                      "_ubn": [], "unbreak_unanswered": 0, "_review": [], "review_unanswered": 0})
+
+    for t in created:
+        r = row(shift(t.created))
+        r["created"] += 1
+        r["untouched_since_creation"] += t.phid in never_ids
+    for key, population in (("ubn", ubn), ("review", reviews)):
+        for resp in population:
+            r = row(shift(resp.start))
+            if resp.hours is None:
+                r["unbreak_unanswered" if key == "ubn" else "review_unanswered"] += 1
+            else:
+                r["_" + key].append(resp.hours)
+    out = []
+    for name in sorted(rows):
+        r = rows[name]
+        r["unbreak_response"] = DurationStats.of(r.pop("_ubn")).to_dict()
+        r["review_response"] = DurationStats.of(r.pop("_review")).to_dict()
+        out.append(r)
+    return out
