@@ -30,6 +30,13 @@ import yaml
 
 from clinicbot.errors import RotationError
 
+__all__ = [
+    "DEFAULT_HORIZON", "Change", "Cycle", "ExplicitShift", "Gap", "Member", "Notice", "Override", "Rotation",
+    "RotationWarning", "Shift", "Unavailability", "changes_between", "check_members_on_server",
+    "coverage_gaps", "load_rotation", "notices", "on_duty", "on_duty_for_event", "parse_rotation", "shifts_between",
+    "upcoming_changes", "validate",
+]
+
 UTC = timezone.utc
 DEFAULT_HORIZON = timedelta(weeks=8)
 _TICK = timedelta(microseconds=1)
