@@ -1,0 +1,634 @@
+"""The ledger: what fired, when it was handled, what was written where (TinyDB in the state directory).
+
+Why a ledger at all: checks are pure and run every few minutes, so without memory the bot
+would post the same comment every run. The ledger remembers, per finding key, an *episode*
+(from the first run that saw the condition to the first run that no longer sees it), how often
+it was handled and with what outcome, plus the write *intents* that make "never twice" work
+across timeouts, crashes and ``kill -9``.
+
+Durability rules (the ledger is the bot's conscience, losing it means duplicate pings):
+
+* every write goes to a temp file, is fsync'ed, ``os.replace``'d over ``ledger.json`` and the
+  directory is fsync'ed: a crash leaves either the old or the new file, never half of one;
+* after each successful write the same bytes go to ``ledger.json.bak`` (the last good file);
+* a corrupt or truncated ``ledger.json`` is refused at open with one line saying what to do
+  (never silently replaced by an empty ledger: that would re-fire everything);
+* one writer at a time: :class:`StateLock` (``fcntl.flock`` on ``clinicbot.lock``) names the PID
+  holding it. Dry runs read a private in-memory copy and need no lock.
+
+Tables: ``_meta`` (schema version), ``records`` (one per slug/task/episode), ``intents`` (write
+intents and their outcomes), ``delivered`` (idempotency keys of deliveries), ``snoozes``,
+``notices`` (rotation notices told once). Times are stored as ISO 8601 UTC strings.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from tinydb import Query, TinyDB
+from tinydb.storages import MemoryStorage, Storage
+
+from clinicbot.errors import LockHeldError, StateError
+
+SCHEMA_VERSION = 1
+LEDGER_FILE = "ledger.json"
+BACKUP_SUFFIX = ".bak"
+LOCK_FILE = "clinicbot.lock"
+TABLES = ("records", "intents", "delivered", "snoozes", "notices")
+
+
+def iso(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat()
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic file writes
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is only durable once the directory entry is on disk.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage: atomic replace + fsync on every write, a ``.bak`` of the last good file.
+
+    Reads are served from the last text read or written (TinyDB reads the whole storage before
+    every operation; re-reading the file each time would be slow and could see another
+    process's file). ``deferred()`` batches many writes into one when durability between them
+    does not matter (e.g. updating the records of one run).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.backup = self.path.with_name(self.path.name + BACKUP_SUFFIX)
+        self._text: str | None = None
+        self._durable: str | None = None  # what the file holds: restored if a write fails
+        self._loaded = False
+        self._defer = 0
+        self._dirty = False
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        if not self._loaded:
+            self._text = load_json_text(self.path)
+            self._loaded = True
+        return None if self._text is None else json.loads(self._text)
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        if not self._dirty:
+            self._durable = self._text
+        self._text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        self._loaded = True
+        self._dirty = True
+        if not self._defer:
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self._text is not None
+        raw = self._text.encode("utf-8")
+        try:
+            atomic_write(self.path, raw)
+        except BaseException:
+            # Memory must not claim what the disk does not hold: forget the failed change(s).
+            self._text, self._dirty = self._durable, False
+            raise
+        self._dirty = False
+        # Only after the main file is good do we refresh the backup: the .bak is always a
+        # complete ledger, at most one write behind if we crash between the two.
+        atomic_write(self.backup, raw)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._defer += 1
+        try:
+            yield
+        finally:
+            self._defer -= 1
+            if not self._defer and self._dirty:
+                self._flush()
+
+    def close(self) -> None:
+        if self._dirty and not self._defer:
+            self._flush()
+
+
+def load_json_text(path: Path) -> str | None:
+    """Read and validate a ledger file; None when it does not exist. Corrupt -> StateError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(str(path), f"cannot read the ledger: {exc.strerror}; check the state directory's permissions") from None
+    problem = None
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text)
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            problem = "not a ledger (expected a JSON object of tables)"
+    except (UnicodeDecodeError, ValueError) as exc:
+        problem = "empty file" if not raw.strip() else f"invalid JSON ({type(exc).__name__} at byte {getattr(exc, 'pos', '?')} of {len(raw)})"
+    if problem:
+        backup = path.with_name(path.name + BACKUP_SUFFIX)
+        hint = (f"restore the last good copy with `cp {backup} {path}`" if backup.exists()
+                else f"no backup exists; move {path} away to start an empty ledger (everything open fires again)")
+        raise StateError(str(path), f"ledger file is corrupt or truncated: {problem}; {hint}")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# The state lock
+
+
+_held_lock = threading.Lock()
+_held: dict[str, tuple[int, int, Any]] = {}  # lock path -> (thread id, depth, open file)
+
+
+class StateLock:
+    """One clinicbot per state directory: an exclusive ``flock`` on ``<state_dir>/clinicbot.lock``.
+
+    The file holds the holder's PID and host so the refusal can name it. ``flock`` is released
+    by the kernel when the process dies (even by SIGKILL), so a stale lock cannot block forever.
+    Re-entrant within one thread (sync and ledger may both take it in one run); another thread
+    of the same process is refused like another process would be.
+    """
+
+    def __init__(self, state_dir: str | Path):
+        self.dir = Path(state_dir)
+        self.path = self.dir / LOCK_FILE
+        self._key = str(self.path.resolve()) if self.dir.exists() else str(self.path.absolute())
+        self.acquired = False
+
+    def acquire(self) -> "StateLock":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._key = str(self.path.resolve())
+        me = threading.get_ident()
+        with _held_lock:
+            held = _held.get(self._key)
+            if held is not None:
+                if held[0] != me:
+                    raise LockHeldError(str(self.path), os.getpid(), "another job in this process")
+                _held[self._key] = (me, held[1] + 1, held[2])
+                self.acquired = True
+                return self
+            fh = open(self.path, "a+")
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                pid, holder = _parse_holder(fh.read())
+                fh.close()
+                raise LockHeldError(str(self.path), pid, holder) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()} {socket.gethostname()}\n")
+            fh.flush()
+            _held[self._key] = (me, 1, fh)
+        self.acquired = True
+        return self
+
+    def release(self) -> None:
+        if not self.acquired:
+            return
+        self.acquired = False
+        with _held_lock:
+            held = _held.get(self._key)
+            if held is None:
+                return
+            if held[1] > 1:
+                _held[self._key] = (held[0], held[1] - 1, held[2])
+                return
+            del _held[self._key]
+            fh = held[2]
+            # The file stays (unlinking a flock'ed file races with the next locker); the PID
+            # in it is only read while someone holds the lock.
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+    def __enter__(self) -> "StateLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _parse_holder(text: str) -> tuple[int | None, str]:
+    parts = text.split()
+    pid = int(parts[0]) if parts and parts[0].isdigit() else None
+    return pid, (f"host {parts[1]}" if len(parts) > 1 else "")
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass
+class Outcome:
+    handler: str
+    status: str  # posted | skipped | failed | manual
+    at: str
+    text_hash: str = ""
+    transaction_phid: str | None = None
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"handler": self.handler, "status": self.status, "at": self.at, "text_hash": self.text_hash,
+                "transaction_phid": self.transaction_phid, "error": self.error}
+
+
+@dataclass
+class Record:
+    """One episode of one finding key."""
+
+    doc_id: int
+    key: str
+    check_slug: str
+    task_id: int | None
+    task_phid: str | None
+    episode: int
+    created_at: datetime
+    last_seen_at: datetime | None
+    handled_at: datetime | None
+    times_handled: int
+    outcomes: list[dict[str, Any]]
+    escalations: list[int]  # indexes of escalation steps already fired in this episode
+    cleared_at: datetime | None
+    is_deleted: bool
+    project_phids: list[str] = field(default_factory=list)
+    summary: str = ""
+    severity: str = ""
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> "Record":
+        return cls(
+            doc_id=doc.doc_id,  # type: ignore[attr-defined]
+            key=doc["key"], check_slug=doc["check_slug"], task_id=doc.get("task_id"),
+            task_phid=doc.get("task_phid"), episode=int(doc.get("episode", 1)),
+            created_at=parse_iso(doc["created_at"]),  # type: ignore[arg-type]
+            last_seen_at=parse_iso(doc.get("last_seen_at")), handled_at=parse_iso(doc.get("handled_at")),
+            times_handled=int(doc.get("times_handled", 0)), outcomes=list(doc.get("outcomes") or []),
+            escalations=list(doc.get("escalations") or []), cleared_at=parse_iso(doc.get("cleared_at")),
+            is_deleted=bool(doc.get("is_deleted")), project_phids=list(doc.get("project_phids") or []),
+            summary=doc.get("summary", ""), severity=doc.get("severity", ""),
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return self.cleared_at is None and not self.is_deleted
+
+    @property
+    def task(self) -> str:
+        return f"T{self.task_id}" if self.task_id is not None else "-"
+
+
+@dataclass
+class Intent:
+    doc_id: int
+    key: str
+    handler: str
+    task_phid: str | None
+    task: str | None
+    text_hash: str
+    at: datetime
+    status: str  # pending | posted | failed | found | not-applied | assumed
+    refs: list[Any]
+    text: str = ""
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> "Intent":
+        return cls(doc_id=doc.doc_id, key=doc["key"], handler=doc["handler"],  # type: ignore[attr-defined]
+                   task_phid=doc.get("task_phid"), task=doc.get("task"), text_hash=doc.get("text_hash", ""),
+                   at=parse_iso(doc["at"]), status=doc.get("status", "pending"),  # type: ignore[arg-type]
+                   refs=list(doc.get("refs") or []), text=doc.get("text", ""))
+
+
+@dataclass
+class Snooze:
+    target: str  # a check slug or a task monogram "T123"
+    until: datetime
+    at: datetime
+    reason: str = ""
+
+
+# Migrations: MIGRATIONS[v] turns a schema-v ledger (a dict of tables) into schema v+1.
+def _migrate_0_to_1(tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    # v0 (pre-release) had no _meta table, no episodes and no escalation tracking.
+    for doc in (tables.get("records") or {}).values():
+        doc.setdefault("episode", 1)
+        doc.setdefault("escalations", [])
+        doc.setdefault("outcomes", [])
+        doc.setdefault("cleared_at", None)
+        doc.setdefault("is_deleted", doc.get("cleared_at") is not None)
+    return tables
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]] = {0: _migrate_0_to_1}
+
+
+def _upgrade(tables: dict[str, dict[str, Any]], path: str) -> tuple[dict[str, dict[str, Any]], bool]:
+    meta = tables.get("_meta") or {}
+    version = int(next(iter(meta.values()), {}).get("schema_version", 0)) if meta else 0
+    if version > SCHEMA_VERSION:
+        raise StateError(path, f"ledger schema v{version} was written by a newer clinicbot (this one understands "
+                               f"v{SCHEMA_VERSION}); upgrade clinicbot")
+    changed = False
+    while version < SCHEMA_VERSION:
+        tables = MIGRATIONS[version](tables)
+        version += 1
+        changed = True
+    tables["_meta"] = {"1": {"schema_version": SCHEMA_VERSION}}
+    return tables, changed
+
+
+# --------------------------------------------------------------------------------------------
+# The ledger
+
+
+class Ledger:
+    """The bot's memory. Open with :meth:`open` (locked, on disk) or :meth:`open` ``readonly=True``
+    (a private in-memory copy for dry runs: the same code runs, nothing is saved)."""
+
+    def __init__(self, db: TinyDB, *, path: Path | None = None, readonly: bool = False, lock: StateLock | None = None):
+        self.db = db
+        self.path = path
+        self.readonly = readonly
+        self.lock = lock
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, state_dir: str | Path, *, readonly: bool = False, lock: bool = True) -> "Ledger":
+        state_dir = Path(state_dir)
+        path = state_dir / LEDGER_FILE
+        if readonly:
+            text = load_json_text(path)
+            tables, _ = _upgrade(json.loads(text) if text else {}, str(path))
+            db = TinyDB(storage=MemoryStorage)
+            db.storage.write(tables)
+            return cls(db, path=path, readonly=True)
+        held = StateLock(state_dir).acquire() if lock else None
+        try:
+            db = TinyDB(path, storage=AtomicJSONStorage)
+            tables = db.storage.read()
+            upgraded, changed = _upgrade(dict(tables or {}), str(path))
+            if changed or tables is None:
+                db.storage.write(upgraded)
+        except BaseException:
+            if held:
+                held.release()
+            raise
+        return cls(db, path=path, lock=held)
+
+    @classmethod
+    def in_memory(cls) -> "Ledger":
+        db = TinyDB(storage=MemoryStorage)
+        db.storage.write(_upgrade({}, "<memory>")[0])
+        return cls(db, readonly=True)
+
+    def close(self) -> None:
+        self.db.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many updates, one file write (not for intents: those must be on disk before the write)."""
+        storage = self.db.storage
+        if isinstance(storage, AtomicJSONStorage):
+            with storage.deferred():
+                yield
+        else:
+            yield
+
+    def table(self, name: str) -> Any:
+        return self.db.table(name)
+
+    # -- records -------------------------------------------------------------------------------
+    def open_record(self, key: str) -> Record | None:
+        q = Query()
+        docs = self.table("records").search((q.key == key) & (q.cleared_at == None) & (q.is_deleted == False))  # noqa: E711
+        if not docs:
+            return None
+        return Record.from_doc(max(docs, key=lambda d: d.get("episode", 1)))
+
+    def last_episode(self, key: str) -> int:
+        docs = self.table("records").search(Query().key == key)
+        return max((int(d.get("episode", 1)) for d in docs), default=0)
+
+    def start_episode(self, finding: Any, now: datetime, *, project_phids: Iterable[str] = ()) -> Record:
+        """A new record for a finding whose key has no open record (first sighting or after clearing)."""
+        doc = {
+            "key": finding.key, "check_slug": finding.slug, "task_id": finding.task_id,
+            "task_phid": finding.task_phid, "episode": self.last_episode(finding.key) + 1,
+            "created_at": iso(now), "last_seen_at": iso(now), "handled_at": None, "times_handled": 0,
+            "outcomes": [], "escalations": [], "cleared_at": None, "is_deleted": False,
+            "project_phids": sorted(project_phids), "summary": str(finding.summary)[:300],
+            "severity": finding.severity,
+        }
+        doc_id = self.table("records").insert(doc)
+        return self.record(doc_id)
+
+    def record(self, doc_id: int) -> Record:
+        doc = self.table("records").get(doc_id=doc_id)
+        if doc is None:
+            raise KeyError(doc_id)
+        return Record.from_doc(doc)
+
+    def seen(self, doc_id: int, now: datetime, finding: Any | None = None) -> None:
+        fields: dict[str, Any] = {"last_seen_at": iso(now)}
+        if finding is not None:
+            fields.update(summary=str(finding.summary)[:300], severity=finding.severity)
+        self.table("records").update(fields, doc_ids=[doc_id])
+
+    def note_handled(self, doc_id: int, now: datetime, outcomes: Iterable[Outcome], *,
+                     escalations: Iterable[int] = (), handled: bool = True) -> Record:
+        """Append outcomes; when ``handled``, count one more handling at ``now``."""
+        rec = self.record(doc_id)
+        fields: dict[str, Any] = {"outcomes": rec.outcomes + [o.to_dict() for o in outcomes]}
+        if handled:
+            fields.update(handled_at=iso(now), times_handled=rec.times_handled + 1,
+                          escalations=sorted(set(rec.escalations) | set(escalations)))
+        self.table("records").update(fields, doc_ids=[doc_id])
+        return self.record(doc_id)
+
+    def clear_missing(self, present: set[str], now: datetime, *, slugs: Iterable[str] | None = None,
+                      task_id: int | None = None) -> list[Record]:
+        """Close open records whose key had no finding this run, within the scope that was checked.
+
+        ``slugs``: only these checks ran successfully (a failed or unselected check proves nothing);
+        ``task_id``: the run looked at one task only.
+        """
+        wanted = set(slugs) if slugs is not None else None
+        closed = []
+        for doc in self.table("records").search((Query().cleared_at == None) & (Query().is_deleted == False)):  # noqa: E711
+            if doc["key"] in present:
+                continue
+            if wanted is not None and doc["check_slug"] not in wanted:
+                continue
+            if task_id is not None and doc.get("task_id") != task_id:
+                continue
+            closed.append(doc.doc_id)
+        if closed:
+            self.table("records").update({"cleared_at": iso(now), "is_deleted": True}, doc_ids=closed)
+        return [self.record(i) for i in closed]
+
+    def records(self, *, limit: int | None = None, key: str | None = None) -> list[Record]:
+        """Most recently active first."""
+        docs = self.table("records").search(Query().key == key) if key else self.table("records").all()
+        recs = [Record.from_doc(d) for d in docs]
+        recs.sort(key=lambda r: (r.last_seen_at or r.created_at, r.doc_id), reverse=True)
+        return recs[:limit] if limit else recs
+
+    def mark_handled(self, key: str, now: datetime, *, note: str = "marked handled by hand") -> Record:
+        """``clinicbot ledger --handled KEY``: counts as a handling, so the next ping waits for the
+        repetition interval (or never comes, for fire-once checks). Creates the record if the
+        finding has not been recorded yet (someone saw it in a dry run and dealt with it)."""
+        rec = self.open_record(key)
+        if rec is None:
+            slug, _, rest = key.partition(":")
+            target = rest.split(":", 1)[0]
+            task_id = int(target[1:]) if target[:1] == "T" and target[1:].isdigit() else None
+            stub = type("F", (), {"key": key, "slug": slug, "task_id": task_id, "task_phid": None,
+                                  "summary": note, "severity": ""})()
+            rec = self.start_episode(stub, now)
+        return self.note_handled(rec.doc_id, now, [Outcome("manual", "manual", iso(now), error=note)])
+
+    # -- snoozes -------------------------------------------------------------------------------
+    def snooze(self, target: str, until: datetime, now: datetime, reason: str = "") -> Snooze:
+        target = normalise_target(target)
+        table = self.table("snoozes")
+        table.remove(Query().target == target)
+        table.insert({"target": target, "until": iso(until), "at": iso(now), "reason": reason})
+        return Snooze(target, until, now, reason)
+
+    def snoozes(self, now: datetime | None = None) -> list[Snooze]:
+        out = [Snooze(d["target"], parse_iso(d["until"]), parse_iso(d["at"]), d.get("reason", ""))  # type: ignore[arg-type]
+               for d in self.table("snoozes").all()]
+        return [s for s in out if now is None or s.until > now]
+
+    def snoozed(self, slug: str, task_id: int | None, now: datetime) -> Snooze | None:
+        targets = {slug} | ({f"T{task_id}"} if task_id is not None else set())
+        for s in self.snoozes(now):
+            if s.target in targets:
+                return s
+        return None
+
+    # -- write intents -------------------------------------------------------------------------
+    def record_intent(self, *, key: str, handler: str, task_phid: str | None, task: str | None,
+                      text_hash: str, at: datetime, refs: Iterable[Any] = (), text: str = "") -> int:
+        """Written (and on disk) *before* the write it announces; see ``Outbox.resolve_pending``."""
+        return self.table("intents").insert({
+            "key": key, "handler": handler, "task_phid": task_phid, "task": task, "text_hash": text_hash,
+            "at": iso(at), "status": "pending", "refs": list(refs), "text": text[:4000],
+            "resolved_at": None, "transaction_phid": None, "error": "",
+        })
+
+    def finish_intent(self, doc_id: int, status: str, at: datetime, *, transaction_phid: str | None = None,
+                      error: str = "") -> None:
+        self.table("intents").update({"status": status, "resolved_at": iso(at), "transaction_phid": transaction_phid,
+                                      "error": error}, doc_ids=[doc_id])
+
+    def note_intent_error(self, doc_id: int, error: str) -> None:
+        """The write's fate is unknown (timeout): stays pending, to be checked next run."""
+        self.table("intents").update({"error": error}, doc_ids=[doc_id])
+
+    def pending_intents(self) -> list[Intent]:
+        return [Intent.from_doc(d) for d in self.table("intents").search(Query().status == "pending")]
+
+    def intents(self, *, limit: int | None = None) -> list[dict[str, Any]]:
+        docs = sorted(self.table("intents").all(), key=lambda d: (d["at"], d.doc_id), reverse=True)
+        return [dict(d, id=d.doc_id) for d in (docs[:limit] if limit else docs)]
+
+    # -- deliveries (idempotency keys) ---------------------------------------------------------
+    def already_delivered(self, key: str) -> bool:
+        return self.table("delivered").contains(Query().key == key)
+
+    def delivery(self, key: str) -> dict[str, Any] | None:
+        doc = self.table("delivered").get(Query().key == key)
+        return dict(doc) if doc else None
+
+    def mark_delivered(self, key: str, at: datetime, **detail: Any) -> None:
+        if not self.already_delivered(key):
+            self.table("delivered").insert({"key": key, "at": iso(at), **detail})
+
+    # -- rotation notices ------------------------------------------------------------------------
+    def notice_told(self, key: str) -> bool:
+        return self.table("notices").contains(Query().key == key)
+
+    def mark_notice_told(self, key: str, at: datetime, text: str = "") -> None:
+        if not self.notice_told(key):
+            self.table("notices").insert({"key": key, "at": iso(at), "text": text[:500]})
+
+    # -- housekeeping ------------------------------------------------------------------------------
+    def prune(self, now: datetime, *, keep_days: int = 180) -> int:
+        """Forget cleared records, finished intents and deliveries older than ``keep_days``."""
+        cutoff = now.timestamp() - keep_days * 86400
+
+        def old(value: str | None) -> bool:
+            dt = parse_iso(value)
+            return dt is not None and dt.timestamp() < cutoff
+
+        removed = 0
+        removed += len(self.table("records").remove(lambda d: d.get("cleared_at") is not None and old(d["cleared_at"])))
+        removed += len(self.table("intents").remove(lambda d: d.get("status") != "pending" and old(d["at"])))
+        removed += len(self.table("delivered").remove(lambda d: old(d["at"])))
+        removed += len(self.table("snoozes").remove(lambda d: old(d["until"])))
+        return removed
+
+
+def normalise_target(target: str) -> str:
+    """'t123' / 'T123' -> 'T123'; a slug stays as written."""
+    t = target.strip()
+    if t[:1] in "tT" and t[1:].isdigit():
+        return "T" + t[1:]
+    return t
