@@ -65,7 +65,8 @@ def _rotation_path(app: App, given: Path | None) -> Path:
 @click.option("--wiki", is_flag=True, help="Print the Remarkup 'Current Clinic Duty Rotation' section.")
 @click.option("--publish", "slug", default=None, metavar="SLUG",
               help="Put the section into this Phriction page (dry run unless --apply).")
-@click.option("--title", default=None, help="Title for the page if --publish has to create it (default: the rotation's name).")
+@click.option("--title", default=None,
+              help="Title for the page if --publish has to create it (default: the rotation's name).")
 @click.option("--apply", is_flag=True, help="Really write the wiki page (default: show what would change).")
 @click.pass_context
 def rotation(ctx: click.Context, rotation_path: Path | None, fmt: str, days: int, horizon_weeks: int,
@@ -198,7 +199,8 @@ def _row(table: Table, *cells: str) -> None:
 def _print_tables(app: App, rot: Rotation, now: datetime, days: int, horizon: timedelta,
                   warnings: list[RotationWarning]) -> None:
     con = app.console
-    con.print(f"{rot.name}: {rot.fmt(now)} ({rot.tz_name}), handoff {rot.handoff:%H:%M}", markup=False, highlight=False, emoji=False)
+    con.print(f"{rot.name}: {rot.fmt(now)} ({rot.tz_name}), handoff {rot.handoff:%H:%M}",
+              markup=False, highlight=False, emoji=False)
 
     t = Table(title="On duty now", title_justify="left")
     for col in ("Engineer", "Since", "Until", "Source"):

@@ -319,6 +319,7 @@ def _utc(at: datetime) -> datetime:
 TOP_KEYS = ("name", "timezone", "handoff", "on_duty", "members", "manager", "product_manager",
             "cycle", "shifts", "overrides", "unavailable")
 _PERSON_KEYS = ("username", "name", "email", "chat")
+_Map = dict[str, tuple[yaml.Node, yaml.Node]]
 
 
 def _person(r: _Reader, node: yaml.Node, key: str) -> Member:
@@ -329,26 +330,128 @@ def _person(r: _Reader, node: yaml.Node, key: str) -> Member:
     return Member(r.username(m["username"][1], f"{key}.username"), **opt)
 
 
-def _range(r: _Reader, rot_tz: ZoneInfo, handoff: time, m: dict[str, tuple[yaml.Node, yaml.Node]],
-           key: str) -> tuple[datetime, datetime]:
-    """from/to -> UTC instants. A date ``from`` starts at its handoff; a date ``to`` is inclusive."""
-    f_node, t_node = m["from"][1], m["to"][1]
-    f, t = r.moment(f_node, f"{key}.from"), r.moment(t_node, f"{key}.to")
+class _Parser(_Reader):
+    """Section by section; later sections use what earlier ones set (zone, handoff, members)."""
 
-    def at(d: date) -> datetime:
-        return datetime.combine(d, handoff, tzinfo=rot_tz).astimezone(UTC)
+    handoff = time(9, 0)
+    members: dict[str, Member]
 
-    start = f.astimezone(UTC) if isinstance(f, datetime) else at(f)
-    end = t.astimezone(UTC) if isinstance(t, datetime) else at(t + timedelta(days=1))
-    if end <= start:
-        raise r.error(t_node, f"{key}.to", f"ends before it starts ({t_node.value} is before {f_node.value}); "
-                      "'to' is the last duty day, inclusive — make it on or after 'from'")
-    return start, end
+    def known(self, node: yaml.Node, key: str) -> str:
+        name = self.username(node, key)
+        if name not in self.members:
+            raise self.error(node, key, f"unknown member {name!r}; add them under 'members' or fix the spelling "
+                             f"(members: {', '.join(self.members)})")
+        return name
+
+    def range(self, m: _Map, key: str) -> tuple[datetime, datetime]:
+        """from/to -> UTC instants. A date ``from`` starts at its handoff; a date ``to`` is inclusive."""
+        f_node, t_node = m["from"][1], m["to"][1]
+        f, t = self.moment(f_node, f"{key}.from"), self.moment(t_node, f"{key}.to")
+
+        def at(d: date) -> datetime:
+            return datetime.combine(d, self.handoff, tzinfo=self.tz).astimezone(UTC)
+
+        start = f.astimezone(UTC) if isinstance(f, datetime) else at(f)
+        end = t.astimezone(UTC) if isinstance(t, datetime) else at(t + timedelta(days=1))
+        if end <= start:
+            raise self.error(t_node, f"{key}.to", f"ends before it starts ({t_node.value} is before {f_node.value}); "
+                             "'to' is the last duty day, inclusive — make it on or after 'from'")
+        return start, end
+
+    def timezone(self, node: yaml.Node) -> str:
+        name = self.text(node, "timezone")
+        try:
+            self.tz = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.error(node, "timezone", f"unknown timezone {name!r}; use an IANA name such as "
+                             "Europe/Berlin") from None
+        return name
+
+    def handoff_time(self, node: yaml.Node) -> None:
+        raw = self.text(node, "handoff")
+        try:
+            self.handoff = time.fromisoformat(raw if len(raw) != 4 else "0" + raw)  # accept 9:00
+        except ValueError:
+            raise self.error(node, "handoff", f"{raw!r} is not a time of day; write HH:MM, e.g. \"09:00\"") from None
+        if self.handoff.tzinfo is not None:
+            raise self.error(node, "handoff", "give a local time without offset; the zone is 'timezone'")
+
+    def bounds(self, node: yaml.Node) -> tuple[int, int]:
+        od = self.mapping(node, "on_duty", ("min", "max"))
+        lo = self.integer(od["min"][1], "on_duty.min", 0) if "min" in od else 2
+        hi = self.integer(od["max"][1], "on_duty.max", 1) if "max" in od else max(3, lo)
+        if hi < lo:
+            raise self.error(node, "on_duty.max", f"max ({hi}) is less than min ({lo}); raise max or lower min")
+        return lo, hi
+
+    def member_list(self, node: yaml.Node) -> None:
+        self.members = {}
+        for i, item in enumerate(self.seq(node, "members")):
+            member = _person(self, item, f"members[{i}]")
+            if member.username in self.members:
+                raise self.error(item, f"members[{i}]", f"{member.username} is listed twice; keep one entry")
+            self.members[member.username] = member
+        if not self.members:
+            raise self.error(node, "members", "is empty; list the engineers who take clinic duty")
+
+    def cycle(self, node: yaml.Node, hi: int) -> Cycle:
+        c = self.mapping(node, "cycle", ("start", "order", "shift_length", "per_shift", "stagger", "until"),
+                         required=("start", "order", "shift_length", "per_shift"))
+        order = tuple(self.known(n, f"cycle.order[{i}]") for i, n in enumerate(self.seq(c["order"][1], "cycle.order")))
+        shift_days = self.days(c["shift_length"][1], "cycle.shift_length")
+        per_shift = self.integer(c["per_shift"][1], "cycle.per_shift", 1)
+        stagger = self.days(c["stagger"][1], "cycle.stagger") if "stagger" in c else shift_days
+        if shift_days % stagger or (per_shift * stagger) % shift_days:
+            raise self.error(c.get("stagger", c["shift_length"])[1], "cycle.stagger",
+                             f"a {shift_days}-day shift staggered every {stagger} days cannot keep {per_shift} on "
+                             "duty; shift_length must be a multiple of stagger and per_shift × stagger a multiple of "
+                             "shift_length (e.g. per_shift 3, shift_length 3w, stagger 1w)")
+        if per_shift > hi:
+            raise self.error(c["per_shift"][1], "cycle.per_shift",
+                             f"{per_shift} is more than on_duty.max ({hi}); lower it or raise max")
+        if len(order) < per_shift:
+            raise self.error(c["order"][1], "cycle.order",
+                             f"lists {len(order)} members but per_shift is {per_shift}; add members")
+        until = self.day(c["until"][1], "cycle.until") if "until" in c else None
+        start = self.day(c["start"][1], "cycle.start")
+        if until is not None and until < start:
+            raise self.error(c["until"][1], "cycle.until",
+                             "is before cycle.start; it is the last duty day of the cycle")
+        return Cycle(start, order, shift_days, per_shift, stagger, until, node.start_mark.line + 1)
+
+    def shift(self, node: yaml.Node, key: str) -> ExplicitShift:
+        m = self.mapping(node, key, ("from", "to", "members", "note"), required=("from", "to", "members"))
+        start, end = self.range(m, key)
+        items = self.seq(m["members"][1], f"{key}.members")
+        names = tuple(self.known(n, f"{key}.members[{j}]") for j, n in enumerate(items))
+        if len(set(names)) != len(names):
+            raise self.error(m["members"][1], f"{key}.members", "names a member twice")
+        return ExplicitShift(start, end, names, key, node.start_mark.line + 1)
+
+    def override(self, node: yaml.Node, key: str) -> Override:
+        m = self.mapping(node, key, ("from", "to", "replace", "with", "reason"),
+                         required=("from", "to", "replace", "with"))
+        start, end = self.range(m, key)
+        old, new = self.known(m["replace"][1], f"{key}.replace"), self.known(m["with"][1], f"{key}.with")
+        if old == new:
+            raise self.error(m["with"][1], f"{key}.with", f"replaces {old} with {old}; name someone else")
+        reason = self.text(m["reason"][1], f"{key}.reason") if "reason" in m else ""
+        return Override(start, end, old, new, reason, key, node.start_mark.line + 1)
+
+    def unavailable(self, node: yaml.Node, key: str) -> list[Unavailability]:
+        m = self.mapping(node, key, ("member", "members", "from", "to", "reason"), required=("from", "to"))
+        if ("member" in m) == ("members" in m):
+            raise self.error(node, f"{key}.member", "give either 'member' or 'members'")
+        mk = "member" if "member" in m else "members"
+        names = [self.known(n, f"{key}.{mk}") for n in self.seq(m[mk][1], f"{key}.{mk}")]
+        start, end = self.range(m, key)
+        reason = self.text(m["reason"][1], f"{key}.reason") if "reason" in m else ""
+        return [Unavailability(n, start, end, reason, key, node.start_mark.line + 1) for n in names]
 
 
 def parse_rotation(text: str, file: str = "rotation.yaml") -> Rotation:
     """Parse and check rotation.yaml text; raise RotationError naming file, line and key."""
-    r = _Reader(file)
+    r = _Parser(file)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -359,118 +462,30 @@ def parse_rotation(text: str, file: str = "rotation.yaml") -> Rotation:
     if root is None:
         raise RotationError(file, None, "is empty; start from the example rotation.yaml")
     top = r.mapping(root, "", TOP_KEYS, required=("timezone", "members"))
-    lines = {k: kn.start_mark.line + 1 for k, (kn, _) in top.items()}
-
-    tz_node = top["timezone"][1]
-    tz_name = r.text(tz_node, "timezone")
-    try:
-        tz = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise r.error(tz_node, "timezone", f"unknown timezone {tz_name!r}; use an IANA name such as Europe/Berlin") from None
-    r.tz = tz
-
-    handoff = time(9, 0)
+    tz_name = r.timezone(top["timezone"][1])
     if "handoff" in top:
-        node = top["handoff"][1]
-        raw = r.text(node, "handoff")
-        try:
-            handoff = time.fromisoformat(raw if len(raw) != 4 else "0" + raw)  # accept 9:00
-        except ValueError:
-            raise r.error(node, "handoff", f"{raw!r} is not a time of day; write HH:MM, e.g. \"09:00\"") from None
-        if handoff.tzinfo is not None:
-            raise r.error(node, "handoff", "give a local time without offset; the zone is 'timezone'")
+        r.handoff_time(top["handoff"][1])
+    lo, hi = r.bounds(top["on_duty"][1]) if "on_duty" in top else (2, 3)
+    r.member_list(top["members"][1])
+    people = {k: _person(r, top[k][1], k) for k in ("manager", "product_manager")
+              if k in top and not _is_null(top[k][1])}
 
-    lo, hi = 2, 3
-    if "on_duty" in top:
-        od = r.mapping(top["on_duty"][1], "on_duty", ("min", "max"))
-        lo = r.integer(od["min"][1], "on_duty.min", 0) if "min" in od else lo
-        hi = r.integer(od["max"][1], "on_duty.max", 1) if "max" in od else max(hi, lo)
-        if hi < lo:
-            raise r.error(top["on_duty"][1], "on_duty.max", f"max ({hi}) is less than min ({lo}); raise max or lower min")
+    def items(name: str) -> list[yaml.Node]:
+        return r.seq(top[name][1], name) if name in top and not _is_null(top[name][1]) else []
 
-    members: dict[str, Member] = {}
-    for i, node in enumerate(r.seq(top["members"][1], "members")):
-        member = _person(r, node, f"members[{i}]")
-        if member.username in members:
-            raise r.error(node, f"members[{i}]", f"{member.username} is listed twice; keep one entry")
-        members[member.username] = member
-    if not members:
-        raise r.error(top["members"][1], "members", "is empty; list the engineers who take clinic duty")
-
-    def known(node: yaml.Node, key: str) -> str:
-        name = r.username(node, key)
-        if name not in members:
-            raise r.error(node, key, f"unknown member {name!r}; add them under 'members' or fix the spelling "
-                          f"(members: {', '.join(members)})")
-        return name
-
-    people = {k: _person(r, top[k][1], k) for k in ("manager", "product_manager") if k in top and not _is_null(top[k][1])}
-
-    cycle = None
-    if "cycle" in top:
-        node = top["cycle"][1]
-        c = r.mapping(node, "cycle", ("start", "order", "shift_length", "per_shift", "stagger", "until"),
-                      required=("start", "order", "shift_length", "per_shift"))
-        order = tuple(known(n, f"cycle.order[{i}]") for i, n in enumerate(r.seq(c["order"][1], "cycle.order")))
-        shift_days = r.days(c["shift_length"][1], "cycle.shift_length")
-        per_shift = r.integer(c["per_shift"][1], "cycle.per_shift", 1)
-        stagger = r.days(c["stagger"][1], "cycle.stagger") if "stagger" in c else shift_days
-        if shift_days % stagger or (per_shift * stagger) % shift_days:
-            raise r.error(c.get("stagger", c["shift_length"])[1], "cycle.stagger",
-                          f"a {shift_days}-day shift staggered every {stagger} days cannot keep {per_shift} on duty; "
-                          "shift_length must be a multiple of stagger and per_shift × stagger a multiple of shift_length "
-                          "(e.g. per_shift 3, shift_length 3w, stagger 1w)")
-        if per_shift > hi:
-            raise r.error(c["per_shift"][1], "cycle.per_shift", f"{per_shift} is more than on_duty.max ({hi}); lower it or raise max")
-        if len(order) < per_shift:
-            raise r.error(c["order"][1], "cycle.order", f"lists {len(order)} members but per_shift is {per_shift}; add members")
-        until = r.day(c["until"][1], "cycle.until") if "until" in c else None
-        start = r.day(c["start"][1], "cycle.start")
-        if until is not None and until < start:
-            raise r.error(c["until"][1], "cycle.until", "is before cycle.start; it is the last duty day of the cycle")
-        cycle = Cycle(start, order, shift_days, per_shift, stagger, until, node.start_mark.line + 1)
-
-    shifts = []
-    for i, node in enumerate(r.seq(top["shifts"][1], "shifts") if "shifts" in top else []):
-        key = f"shifts[{i}]"
-        m = r.mapping(node, key, ("from", "to", "members", "note"), required=("from", "to", "members"))
-        start, end = _range(r, tz, handoff, m, key)
-        names = tuple(known(n, f"{key}.members[{j}]") for j, n in enumerate(r.seq(m["members"][1], f"{key}.members")))
-        if len(set(names)) != len(names):
-            raise r.error(m["members"][1], f"{key}.members", "names a member twice")
-        shifts.append(ExplicitShift(start, end, names, key, node.start_mark.line + 1))
-
-    overrides = []
-    for i, node in enumerate(r.seq(top["overrides"][1], "overrides") if "overrides" in top else []):
-        key = f"overrides[{i}]"
-        m = r.mapping(node, key, ("from", "to", "replace", "with", "reason"), required=("from", "to", "replace", "with"))
-        start, end = _range(r, tz, handoff, m, key)
-        old, new = known(m["replace"][1], f"{key}.replace"), known(m["with"][1], f"{key}.with")
-        if old == new:
-            raise r.error(m["with"][1], f"{key}.with", f"replaces {old} with {old}; name someone else")
-        reason = r.text(m["reason"][1], f"{key}.reason") if "reason" in m else ""
-        overrides.append(Override(start, end, old, new, reason, key, node.start_mark.line + 1))
-
-    unavailable = []
-    for i, node in enumerate(r.seq(top["unavailable"][1], "unavailable") if "unavailable" in top else []):
-        key = f"unavailable[{i}]"
-        m = r.mapping(node, key, ("member", "members", "from", "to", "reason"), required=("from", "to"))
-        if ("member" in m) == ("members" in m):
-            raise r.error(node, f"{key}.member", "give either 'member' or 'members'")
-        mk = "member" if "member" in m else "members"
-        names = [known(n, f"{key}.{mk}") for n in r.seq(m[mk][1], f"{key}.{mk}")]
-        start, end = _range(r, tz, handoff, m, key)
-        reason = r.text(m["reason"][1], f"{key}.reason") if "reason" in m else ""
-        unavailable += [Unavailability(n, start, end, reason, key, node.start_mark.line + 1) for n in names]
-
+    cycle = r.cycle(top["cycle"][1], hi) if "cycle" in top else None
+    shifts = tuple(r.shift(n, f"shifts[{i}]") for i, n in enumerate(items("shifts")))
+    overrides = tuple(r.override(n, f"overrides[{i}]") for i, n in enumerate(items("overrides")))
+    unavailable = tuple(u for i, n in enumerate(items("unavailable")) for u in r.unavailable(n, f"unavailable[{i}]"))
     if cycle is None and not shifts:
         raise r.error(root, "cycle", "no 'cycle' and no 'shifts': nobody would ever be on duty; add one of them")
 
     rot = Rotation(
         file=file, name=r.text(top["name"][1], "name") if "name" in top else "Clinic duty",
-        tz_name=tz_name, handoff=handoff, min_on_duty=lo, max_on_duty=hi, members=members,
+        tz_name=tz_name, handoff=r.handoff, min_on_duty=lo, max_on_duty=hi, members=r.members,
         manager=people.get("manager"), product_manager=people.get("product_manager"), cycle=cycle,
-        shifts=tuple(shifts), overrides=tuple(overrides), unavailable=tuple(unavailable), lines=lines,
+        shifts=shifts, overrides=overrides, unavailable=unavailable,
+        lines={k: kn.start_mark.line + 1 for k, (kn, _) in top.items()},
     )
     _check_contradictions(rot)
     return rot
@@ -684,21 +699,30 @@ def _check_contradictions(rot: Rotation) -> None:
         for p in sorted(pieces, key=lambda p: (p.member.username, p.start)):
             prev = by_member.get(p.member.username)
             if prev is not None and p.start < prev.end:
-                raise RotationError(rot.file, p.key, f"contradicts {prev.key}: {p.member.username} would be on duty twice "
-                                    f"from {rot.fmt(p.start)} to {rot.fmt(min(p.end, prev.end))}; remove them from one",
-                                    line=p.line)
+                # Blame the hand-written shift rather than the generated cycle: that is what to edit.
+                blame, other = (prev, p) if p.source == "cycle" and prev.source != "cycle" else (p, prev)
+                raise RotationError(
+                    rot.file, blame.key, f"contradicts {other.key}: {p.member.username} would be on duty twice from "
+                    f"{rot.fmt(p.start)} to {rot.fmt(min(p.end, prev.end))}; remove them from one", line=blame.line)
             if prev is None or p.end > prev.end:
                 by_member[p.member.username] = p
         for p in pieces:
-            on = [q.member.username for q in pieces if q.start <= p.start < q.end]
+            on = [q for q in pieces if q.start <= p.start < q.end]
             if len(on) > rot.max_on_duty:
-                raise RotationError(rot.file, p.key, f"{len(on)} engineers would be on duty from {rot.fmt(p.start)} "
-                                    f"({', '.join(on)}) but on_duty.max is {rot.max_on_duty}; shorten or remove a shift, "
-                                    "or raise on_duty.max", line=p.line)
+                blame = max(on, key=lambda q: (q.source != "cycle", q.start))
+                names = ", ".join(q.member.username for q in on)
+                raise RotationError(
+                    rot.file, blame.key, f"{len(on)} engineers would be on duty from {rot.fmt(p.start)} ({names}) "
+                    f"but on_duty.max is {rot.max_on_duty}; shorten or remove a shift, or raise on_duty.max",
+                    line=blame.line)
 
 
 def validate(rot: Rotation, now: datetime, horizon: timedelta = DEFAULT_HORIZON) -> list[RotationWarning]:
-    """Warnings (data, not exceptions) about [now, now + horizon): gaps, unavailable members on duty, idle overrides."""
+    """Warnings (data, not exceptions) about [now, now + horizon).
+
+    Coverage gaps, members scheduled while unavailable, overrides without effect or whose
+    replacement is already on duty.
+    """
     now = _utc(now)
     end = now + horizon
     out: list[RotationWarning] = []
@@ -707,11 +731,11 @@ def validate(rot: Rotation, now: datetime, horizon: timedelta = DEFAULT_HORIZON)
             continue
         before = _pieces(rot, o.start, o.end, overrides=rot.overrides[:i], unavailable=False)
         if not any(p.member.username == o.replace for p in before):
-            out.append(RotationWarning(rot.file, o.line, o.key, f"has no effect: {o.replace} is not on duty between "
-                                       f"{rot.fmt(o.start)} and {rot.fmt(o.end)}; check the dates"))
+            out.append(RotationWarning(rot.file, o.line, o.key, f"has no effect: {o.replace} is not on duty "
+                                       f"between {rot.fmt(o.start)} and {rot.fmt(o.end)}; check the dates"))
         elif any(p.member.username == o.by for p in before):
-            out.append(RotationWarning(rot.file, o.line, o.key, f"{o.by} is already on duty during part of this override, "
-                                       "so the team is one short then; pick someone else"))
+            out.append(RotationWarning(rot.file, o.line, o.key, f"{o.by} is already on duty during part of this "
+                                       "override, so the team is one short then; pick someone else"))
     for u in rot.unavailable:
         a, b = max(u.start, now), min(u.end, end)
         if a >= b:
@@ -720,9 +744,9 @@ def validate(rot: Rotation, now: datetime, horizon: timedelta = DEFAULT_HORIZON)
         if clash:
             s, e = max(a, min(p.start for p in clash)), min(b, max(p.end for p in clash))
             why = f" ({u.reason})" if u.reason else ""
-            out.append(RotationWarning(rot.file, u.line, u.key, f"{u.member} is scheduled on duty {rot.fmt(s)} – {rot.fmt(e)} "
-                                       f"while unavailable{why}; they are taken off duty then — add an override "
-                                       f"(replace: {u.member}, with: someone) to fill the gap"))
+            out.append(RotationWarning(rot.file, u.line, u.key, f"{u.member} is scheduled on duty {rot.fmt(s)} – "
+                                       f"{rot.fmt(e)} while unavailable{why}; they are taken off duty then — add an "
+                                       f"override (replace: {u.member}, with: someone) to fill the gap"))
     for g in coverage_gaps(rot, now, end):
         who = ", ".join(g.on_duty) or "nobody"
         why = f"; {'; '.join(g.reasons)}" if g.reasons else ""

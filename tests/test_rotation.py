@@ -199,7 +199,8 @@ def test_override_replaces_a_member_for_a_date_range():
     assert names(on_duty(rot, berlin(2026, 11, 13, 9))) == ["bob", "carol", "dave"]
     heidi = [s for s in shifts_between(rot, berlin(2026, 11, 10), berlin(2026, 11, 14)) if s.member.username == "heidi"]
     assert [(s.source, s.key) for s in heidi] == [("override", "overrides[0]")]
-    kinds = [(c.member.username, c.kind, c.source) for c in changes_between(rot, berlin(2026, 11, 10), berlin(2026, 11, 14))]
+    changes = changes_between(rot, berlin(2026, 11, 10), berlin(2026, 11, 14))
+    kinds = [(c.member.username, c.kind, c.source) for c in changes]
     assert kinds == [("bob", "off", "override"), ("heidi", "on", "override"), ("heidi", "off", "override"),
                      ("bob", "on", "override")]
 
@@ -212,7 +213,8 @@ def test_swap_is_two_overrides():
     """)
     assert "frank" in names(on_duty(rot, berlin(2026, 11, 17)))
     assert "erin" not in names(on_duty(rot, berlin(2026, 11, 17)))
-    assert "erin" in names(on_duty(rot, berlin(2026, 11, 24))) and "frank" not in names(on_duty(rot, berlin(2026, 11, 24)))
+    week2 = names(on_duty(rot, berlin(2026, 11, 24)))
+    assert "erin" in week2 and "frank" not in week2
 
 
 def test_unavailable_member_is_off_duty_and_the_gap_is_reported():
@@ -325,6 +327,8 @@ BROKEN = [
             "  - {from: 2027-01-05, to: 2027-01-20, members: [heidi]}\n", "shifts[1]", 13),
     ("shift contradicts the cycle", BASE + "shifts:\n  - {from: 2026-11-03, to: 2026-11-04, members: [alice]}\n",
      "shifts[0]", 12),
+    ("shift before its cycle twin", BASE + "shifts:\n  - {from: 2026-11-01, to: 2026-11-04, members: [carol]}\n",
+     "shifts[0]", 12),
     ("too many on duty", BASE + "shifts:\n  - {from: 2026-11-03, to: 2026-11-04, members: [heidi]}\n",
      "shifts[0]", 12),
     ("override replaces with itself",
@@ -349,13 +353,15 @@ def test_broken_rotation_names_file_line_and_key(name, text, key, line):
 
 
 def test_error_messages_say_what_to_do():
-    assert "inclusive" in str(_error(BROKEN[9][1]))
-    assert "add them under 'members'" in str(_error(BROKEN[10][1]))
-    assert "IANA" in str(_error(BROKEN[2][1]))
-    assert "known keys" in str(_error(BROKEN[0][1]))
-    msg = str(_error(BROKEN[12][1]))
+    text = {b[0]: b[1] for b in BROKEN}
+    assert "inclusive" in str(_error(text["shift ends before it starts"]))
+    assert "add them under 'members'" in str(_error(text["override names an unknown member"]))
+    assert "IANA" in str(_error(text["bad timezone"]))
+    assert "known keys" in str(_error(text["unknown top-level key"]))
+    msg = str(_error(text["overlapping contradictory shifts"]))
     assert "heidi" in msg and "shifts[0]" in msg and "twice" in msg
-    assert "on_duty.max is 3" in str(_error(BROKEN[14][1]))
+    assert "contradicts cycle" in str(_error(text["shift before its cycle twin"]))
+    assert "on_duty.max is 3" in str(_error(text["too many on duty"]))
 
 
 def test_missing_file_is_a_rotation_error(tmp_path):

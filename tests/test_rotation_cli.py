@@ -48,7 +48,8 @@ def test_json_output(workdir):
     assert result.exit_code == 0
     data = json.loads(result.output)
     assert [s["member"] for s in data["on_duty"]] == ["grace", "heidi", "alice"]
-    assert data["changes"][0] == {"at": "2026-12-21T09:00:00+01:00", "member": "grace", "kind": "off", "source": "cycle"}
+    assert data["changes"][0] == {"at": "2026-12-21T09:00:00+01:00", "member": "grace", "kind": "off",
+                                  "source": "cycle"}
     assert [n["key"] for n in data["notices"]] == ["grace:off:2026-12-21", "bob:on:2026-12-21",
                                                    "alice:off:2026-12-24", "dave:on:2026-12-24"]
     assert data["gaps"] == [] and data["warnings"] == []
@@ -89,8 +90,8 @@ def test_wiki_prints_only_the_section(workdir):
 BROKEN = {
     "unknown key": ("handof: '10:00'\n", "handof"),
     "bad date": ("overrides:\n  - {from: 2026-13-01, to: 2026-12-02, replace: bob, with: erin}\n", "from"),
-    "override names an unknown member": ("overrides:\n  - {from: 2026-12-01, to: 2026-12-02, replace: bob, with: zed}\n",
-                                          "overrides[0].with"),
+    "override names an unknown member": (
+        "overrides:\n  - {from: 2026-12-01, to: 2026-12-02, replace: bob, with: zed}\n", "overrides[0].with"),
     "ends before it starts": ("shifts:\n  - {from: 2027-12-01, to: 2027-11-02, members: [bob]}\n", "shifts[0].to"),
     "contradictory shifts": ("shifts:\n  - {from: 2026-11-03, to: 2026-11-04, members: [alice]}\n", "shifts[0]"),
 }
