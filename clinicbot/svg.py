@@ -21,10 +21,11 @@ class Series:
     name: str
     values: Sequence[float | None]  # one per category; None = no value (a gap)
     dashed: bool = False
+    connect: bool = False  # draw the line across None values (a sparse series, not a gap)
 
 
 def _n(v: float) -> str:
-    return f"{v:.1f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
+    return f"{v:.2f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
 
 
 def _nice_max(v: float) -> float:
@@ -107,6 +108,8 @@ def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], 
         runs: list[list[str]] = []
         for x, v in zip(xs, s.values):
             if v is None:
+                if s.connect:
+                    continue
                 if run:
                     runs.append(run)
                 run = []

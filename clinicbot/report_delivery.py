@@ -1,0 +1,276 @@
+"""Where a report goes (``--to``) and the ``reports:`` config section.
+
+Targets: ``stdout`` (default), ``file:PATH``, ``email``, ``chat``, ``task:T123`` (a comment on a
+tracking task), ``wiki`` (Phriction). Messages go through :class:`clinicbot.actions.Outbox`
+(ledger, dry run, cap, never twice), pages through :func:`clinicbot.wiki.publish_page`. Every
+delivery but stdout and files has an idempotency key ``<report>:<day or meeting date>:<target>``
+(``digest:2026-11-22:chat``, ``agenda:2026-11-26:wiki``): a report delivered once for a day or a
+meeting is not delivered again, however often the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from clinicbot.config import Config
+from clinicbot.errors import ConfigError
+from clinicbot.report_render import EXTENSIONS, render
+
+KINDS = ("digest", "agenda", "metrics")
+TITLES = {"digest": "Daily triage digest", "agenda": "Triage meeting agenda", "metrics": "Clinic duty metrics"}
+
+
+# --------------------------------------------------------------------------------------------
+# The reports: section
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    window_days: int = 30
+    untouched_days: int = 14
+    weeks: int = 12
+    sla_hours: Mapping[str, float] = field(default_factory=lambda: {"unbreak_now": 4.0, "review": 72.0})
+    digest_lookback_hours: float = 24.0
+    rotation_days: int = 7
+    excerpt_chars: int = 200
+    history_days: int = 90
+    agenda_wiki_path: str = "clinic/triage_meeting/"
+    metrics_wiki_path: str = "clinic/metrics/"
+    digest_wiki_path: str = "clinic/digest/"
+    email_to: tuple[str, ...] = ()
+
+
+_INTS = {"window_days": 1, "untouched_days": 1, "weeks": 1, "rotation_days": 0, "excerpt_chars": 20, "history_days": 1}
+_PATHS = ("agenda_wiki_path", "metrics_wiki_path", "digest_wiki_path")
+
+
+def report_settings(config: Config) -> ReportSettings:
+    """Validate ``reports:``; an unknown key or a bad value is a ConfigError naming ``reports.<key>``."""
+    raw = config.section("reports")
+    known = sorted(set(_INTS) | set(_PATHS) | {"sla_hours", "digest_lookback_hours", "email_to"})
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"reports.{key}"
+        if key not in known:
+            raise config.error(where, f"unknown key; known keys under reports: {', '.join(known)}")
+        if key in _INTS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < _INTS[key]:
+                raise config.error(where, f"must be a whole number of at least {_INTS[key]}, not {value!r}")
+        elif key in _PATHS:
+            if not isinstance(value, str) or not value.strip("/ "):
+                raise config.error(where, "must be a wiki path such as clinic/triage_meeting/")
+        elif key == "digest_lookback_hours":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise config.error(where, f"must be a number of hours greater than 0, not {value!r}")
+            value = float(value)
+        elif key == "email_to":
+            if not isinstance(value, list) or not all(isinstance(v, str) and "@" in v for v in value):
+                raise config.error(where, "must be a list of email addresses")
+            value = tuple(value)
+        elif key == "sla_hours":
+            if not isinstance(value, dict):
+                raise config.error(where, "must map unbreak_now and/or review to a number of hours")
+            sla = dict(ReportSettings().sla_hours)
+            for sub, hours in value.items():
+                if sub not in ("unbreak_now", "review"):
+                    raise config.error(f"{where}.{sub}", "unknown key; known keys: review, unbreak_now")
+                if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours <= 0:
+                    raise config.error(f"{where}.{sub}", f"must be a number of hours greater than 0, not {hours!r}")
+                sla[sub] = float(hours)
+            value = sla
+        values[key] = value
+    return ReportSettings(**values)
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # stdout | file | email | chat | task | wiki
+    arg: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.arg}" if self.arg else self.kind
+
+
+_TASK = re.compile(r"^T?(\d+)$")
+
+
+def parse_target(value: str) -> Target:
+    kind, _, arg = value.strip().partition(":")
+    kind = kind.lower()
+    if kind in ("stdout", "email", "chat", "wiki") and not arg:
+        return Target(kind)
+    if kind == "file" and arg:
+        return Target("file", arg)
+    if kind == "task" and _TASK.match(arg):
+        return Target("task", "T" + _TASK.match(arg).group(1))  # type: ignore[union-attr]
+    raise ConfigError(None, "--to", f"{value!r} is not a delivery target; use stdout, file:PATH, email, chat, "
+                      "task:T123 or wiki")
+
+
+def period(data: Mapping[str, Any]) -> str:
+    """The day (or meeting) a report is for: half of its idempotency key."""
+    return str(data["meeting_date"] if data["kind"] == "agenda" else data["date"])
+
+
+def delivery_key(data: Mapping[str, Any], target: Target) -> str:
+    return f"{data['kind']}:{period(data)}:{target}"
+
+
+def wiki_slug(data: Mapping[str, Any], settings: ReportSettings) -> str:
+    """Agenda and digest: one page per meeting/day under their path; metrics: one page, edited in place."""
+    if data["kind"] == "metrics":
+        return settings.metrics_wiki_path
+    base = settings.agenda_wiki_path if data["kind"] == "agenda" else settings.digest_wiki_path
+    return base.rstrip("/") + "/" + period(data) + "/"
+
+
+def subject(data: Mapping[str, Any]) -> str:
+    return f"{TITLES[data['kind']]}: {data['team']}, {period(data)}"
+
+
+def file_format(path: str, fmt: str | None) -> str:
+    """--format wins; else the extension says (.md, .html, .json, .remarkup), else plain text."""
+    if fmt and fmt != "term":
+        return fmt
+    ext = Path(path).suffix.lower().lstrip(".")
+    return {"md": "md", "markdown": "md", "html": "html", "htm": "html", "json": "json",
+            "remarkup": "remarkup"}.get(ext, "text")
+
+
+def write_file(path: Path, text: str) -> None:
+    """Atomically, so a page served from that directory is never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def output_path(directory: Path, data: Mapping[str, Any], fmt: str) -> Path:
+    """``--output DIR``: the metrics page is DIR/index.html (serve the directory as is)."""
+    if fmt == "html" and data["kind"] == "metrics":
+        return directory / "index.html"
+    return directory / f"{data['kind']}-{period(data)}.{EXTENSIONS[fmt]}"
+
+
+# --------------------------------------------------------------------------------------------
+# Delivering
+
+
+@dataclass
+class Delivery:
+    target: str
+    status: str  # printed | written | planned | posted | skipped | failed | unchanged | created | edited
+    detail: str = ""
+    key: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"target": self.target, "status": self.status, "detail": self.detail, "key": self.key}
+
+
+@dataclass
+class Deliverer:
+    """What delivering needs, built once at the edge (cli_reports)."""
+
+    client: Any
+    ledger: Any  # clinicbot.ledger.Ledger (read-only copy in a dry run)
+    settings: ReportSettings
+    apply: bool
+    cap: int
+    now: datetime
+    templates_dir: Path | None = None
+    chat_sender: Any = None
+    email_sender: Any = None
+    bot_phid: str | None = None
+    print_term: Callable[[str], None] = print
+    lookup_task: Callable[[str], Any] | None = None  # "T123" -> object with .id and .phid
+
+    def render(self, data: Mapping[str, Any], fmt: str) -> str:
+        return render(data, fmt, templates_dir=self.templates_dir, history_points=self.settings.history_days)
+
+    def deliver(self, data: Mapping[str, Any], targets: Sequence[Target], *, fmt: str = "term",
+                recipients: Sequence[str] = ()) -> list[Delivery]:
+        from clinicbot.actions import Outbox
+
+        out: list[Delivery] = []
+        outbox = Outbox(self.client, self.ledger, apply=self.apply, cap=self.cap, now=self.now,
+                        chat_sender=self.chat_sender, email_sender=self.email_sender, bot_phid=self.bot_phid)
+        planned: list[tuple[Target, Any]] = []
+        for target in targets:
+            if target.kind == "stdout":
+                text = self.render(data, fmt)
+                if fmt == "term":
+                    self.print_term(text)
+                else:
+                    print(text, end="")
+                out.append(Delivery("stdout", "printed"))
+            elif target.kind == "file":
+                file_fmt = file_format(target.arg, fmt)
+                write_file(Path(target.arg), self.render(data, file_fmt))
+                out.append(Delivery(str(target), "written", f"{file_fmt} to {target.arg}"))
+            elif target.kind == "wiki":
+                out.append(self._wiki(data, target))
+            else:
+                key = delivery_key(data, target)
+                if target.kind == "chat":
+                    planned.append((target, outbox.chat(self.render(data, "chat"), key)))
+                elif target.kind == "email":
+                    to = list(dict.fromkeys([*recipients, *self.settings.email_to]))
+                    planned.append((target, outbox.email(to, subject(data), self.render(data, "text"),
+                                                         self.render(data, "html"), key)))
+                elif target.kind == "task":
+                    task = self.lookup_task(target.arg) if self.lookup_task else None
+                    if task is None:
+                        out.append(Delivery(str(target), "failed", f"no task {target.arg} visible to the bot", key))
+                        continue
+                    planned.append((target, outbox.comment(task, self.render(data, "remarkup"), key)))
+        if planned:
+            outbox.deliver()
+            for target, action in planned:
+                detail = action.reason or action.error or ("dry run: would send" if action.status == "planned" else "")
+                out.append(Delivery(str(target), action.status, detail, action.key))
+        return out
+
+    def _wiki(self, data: Mapping[str, Any], target: Target) -> Delivery:
+        from clinicbot.wiki import normalize_slug, publish_page, read_page
+
+        key = delivery_key(data, target)
+        slug = normalize_slug(wiki_slug(data, self.settings))
+        if self.ledger.already_delivered(key):
+            earlier = self.ledger.delivery(key) or {}
+            return Delivery(str(target), "skipped", f"already published at {earlier.get('at', '?')} ({slug})", key)
+        # phriction.create needs every parent page to exist (root included): create the
+        # missing ones first, as empty index pages.
+        parents = []
+        parts = slug.strip("/").split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i]) + "/"
+            if read_page(self.client, parent) is None:
+                parents.append(parent)
+        for parent in parents:
+            if self.apply:
+                publish_page(self.client, parent, parent.strip("/").rsplit("/", 1)[-1].replace("_", " ").title(),
+                             "Pages published by clinicbot.", apply=True)
+        title = subject(data) if data["kind"] != "metrics" else f"{TITLES['metrics']}: {data['team']}"
+        result = publish_page(self.client, slug, title, self.render(data, "remarkup"), apply=self.apply,
+                              description=f"clinicbot: {data['kind']} {period(data)}")
+        if self.apply and result.status in ("created", "edited", "unchanged"):
+            self.ledger.mark_delivered(key, self.now, handler="wiki", slug=slug, result=result.status)
+        detail = f"{slug}: {result.diff_summary}"
+        if parents:
+            detail += f" (parent pages {'created' if self.apply else 'to create'}: {', '.join(parents)})"
+        return Delivery(str(target), result.status, detail, key)

@@ -1,0 +1,142 @@
+"""Turn a report's data (``reports.build_*``) into text for one medium, through ``templates/reports/``.
+
+Formats: ``term`` (rich console markup), ``md``, ``remarkup``, ``html`` (a whole page,
+autoescaped) and ``json`` (the data itself, no template: it *is* the contract). Delivery
+adds two media of its own: ``chat`` (Slack-compatible) and ``text`` (plain email bodies).
+Template names are ``reports/<kind>.<format>.j2``; a deployment's ``templates_dir`` can
+replace any of them.
+
+The metrics page gets its charts here (``svg.py``) as ready ``Markup``: the SVG builder
+escapes every label, so the autoescaping template can embed them as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup
+from rich.markup import escape as rich_escape
+
+from clinicbot import escape
+from clinicbot.svg import Series, bar_chart, hbar_chart, line_chart
+
+FORMATS = ("term", "md", "remarkup", "html", "json")
+MEDIA = FORMATS + ("chat", "text")
+EXTENSIONS = {"term": "txt", "md": "md", "remarkup": "remarkup", "html": "html", "json": "json", "chat": "txt",
+              "text": "txt"}
+
+
+def format_hours(value: Any) -> str:
+    """Hours (float) -> '3d 4h', '5h 10m', '12m'; None -> 'n/a' (an empty metric, not zero)."""
+    if value is None:
+        return "n/a"
+    minutes = int(round(float(value) * 60))
+    days, rest = divmod(max(0, minutes), 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {mins}m" if mins else f"{hours}h"
+    return f"{mins}m"
+
+
+def _local(tz_name: str):
+    tz = ZoneInfo(tz_name) if tz_name and tz_name != "UTC" else None
+
+    def local(value: Any, fmt: str = "%a %Y-%m-%d %H:%M") -> str:
+        """ISO string -> the team's local time (the zone is named once in each report's header)."""
+        if value is None:
+            return "n/a"
+        at = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return (at.astimezone(tz) if tz else at).strftime(fmt)
+
+    return local
+
+
+def term(text: Any, limit: int | None = None) -> str:
+    """For rich console markup: plain text, and '[' can never open a style tag."""
+    return rich_escape(escape.plain(str(text or ""), limit))
+
+
+def _templates(templates_dir: str | Path | None, tz_name: str) -> Any:
+    from clinicbot.templating import Templates
+
+    t = Templates(templates_dir)
+    t.env.filters.update(hours=format_hours, local=_local(tz_name), term=term)
+    return t
+
+
+def render(data: Mapping[str, Any], fmt: str, *, templates_dir: str | Path | None = None,
+           history_points: int = 60) -> str:
+    """The report in one medium. ``data`` is what ``reports.build_*`` returned."""
+    if fmt not in MEDIA:
+        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(MEDIA)}")
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    templates = _templates(templates_dir, str(data.get("timezone") or "UTC"))
+    context: dict[str, Any] = {"r": data}
+    if data["kind"] == "metrics" and fmt == "html":
+        context["charts"] = metrics_charts(data, history_points=history_points)
+    return templates.render(f"reports/{data['kind']}.{fmt}.j2", **context)
+
+
+def task_url(data: Mapping[str, Any], monogram: str) -> str:
+    base = str(data.get("base_url") or "")
+    return f"{base.rstrip('/')}/{monogram}" if base else ""
+
+
+# --------------------------------------------------------------------------------------------
+# Charts of the metrics page
+
+
+def _daily(history: list[Mapping[str, Any]], tz_name: str, limit: int) -> "OrderedDict[str, Mapping[str, Any]]":
+    """One history record per local day (the last one), the newest ``limit`` days."""
+    local = _local(tz_name)
+    days: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
+    for rec in sorted(history, key=lambda r: r["now"]):
+        days[local(rec["now"], "%Y-%m-%d")] = rec
+    keys = list(days)[-limit:]
+    return OrderedDict((k, days[k]) for k in keys)
+
+
+def metrics_charts(data: Mapping[str, Any], *, history_points: int = 60) -> dict[str, Markup]:
+    tz_name = str(data.get("timezone") or "UTC")
+    local = _local(tz_name)
+    history = list(data.get("history") or [])
+    if not any(h.get("now") == data["now"] for h in history):
+        history.append({k: data[k] for k in ("now", "backlog", "unbreak_response", "review_response")})
+    daily = _daily(history, tz_name, history_points)
+
+    # Backlog: what was recorded, plus the reconstruction from created/closed dates, which
+    # covers the weeks before clinicbot started recording.
+    recon = {local(w["end"], "%Y-%m-%d"): w["backlog_at_end"] for w in data["weekly"]}
+    days = sorted(set(daily) | set(recon))
+    backlog = line_chart(
+        "Open tasks (backlog)", [d[5:] for d in days],
+        [Series("recorded", [daily[d]["backlog"] if d in daily else None for d in days], connect=True),
+         Series("reconstructed from created/closed dates", [recon.get(d) for d in days], connect=True)],
+        y_label="tasks")
+    weeks = data["weekly"]
+    created = bar_chart("Created vs resolved per week", [w["week"][5:] for w in weeks],
+                        [Series("created", [w["created"] for w in weeks]),
+                         Series("resolved", [w["resolved"] for w in weeks])], y_label="tasks")
+    charts = {"backlog": backlog, "created_resolved": created}
+    for key, title, sla_key in (("unbreak_response", "Unbreak Now!: time to first team response", "unbreak_now"),
+                                ("review_response", "Outside review requests: time to first team response", "review")):
+        labels = [d[5:] for d in daily]
+        series = [Series("median", [(rec.get(key) or {}).get("median") for rec in daily.values()]),
+                  Series("p90", [(rec.get(key) or {}).get("p90") for rec in daily.values()])]
+        sla = (data.get("sla_hours") or {}).get(sla_key)
+        if sla is not None:
+            series.append(Series(f"SLA {format_hours(sla)}", [float(sla)] * len(labels), dashed=True))
+        charts[key] = line_chart(title, labels, series, y_label="hours",
+                                 empty_text="no responses in the window")
+    cols = data["per_column"]
+    charts["per_column"] = hbar_chart("Open tasks per column", [f"{c['board']} / {c['column']}" for c in cols],
+                                      [c["open"] for c in cols])
+    return charts
