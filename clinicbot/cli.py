@@ -178,7 +178,8 @@ def _register_optional_commands() -> None:
     # Commands owned by feature modules; each registers itself if present.
     import importlib
 
-    for module, name in (("clinicbot.cli_rotation", "rotation"),):
+    for module, name in (("clinicbot.cli_rotation", "rotation"),
+                         ("clinicbot.cli_reports", "digest"), ("clinicbot.cli_reports", "agenda"), ("clinicbot.cli_reports", "metrics")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
