@@ -74,7 +74,7 @@ def calendar(rot: Rotation, start: datetime, end: datetime, *, now: datetime) ->
 
 
 def calendar_bytes(rot: Rotation, start: datetime, end: datetime, *, now: datetime) -> bytes:
-    return calendar(rot, start, end, now=now).to_ical()
+    return bytes(calendar(rot, start, end, now=now).to_ical())
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
