@@ -1,0 +1,194 @@
+"""Triage checks: nothing should sit untriaged, leftovers of the triage meeting need another
+meeting, and "Needs Triage" is not a priority to keep.
+
+- ``untriaged``: an open task in an ``inbox`` column for longer than ``hours``.
+- ``triage-meeting-leftovers``: tasks already in a ``triage_meeting_inbox`` column when the
+  latest weekly meeting started are still there.
+- ``unprioritised``: an open task has had the "triage" priority for ``days``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+from typing import Any, Mapping
+
+from clinicbot.checks._common import (
+    age_facts,
+    column_facts,
+    describe_age,
+    entered_at,
+    iso,
+    one_line,
+    oldest_placement,
+    other_places,
+    placements,
+    plural,
+    priority_set_at,
+    setting,
+    task_facts,
+    where,
+)
+from clinicbot.checks.base import CheckContext, Finding
+from clinicbot.checks.hours import (
+    age,
+    as_zone,
+    days_threshold,
+    parse_hhmm,
+    parse_weekday,
+    validate_hhmm,
+    validate_timezone,
+    validate_weekday,
+)
+
+
+class UntriagedCheck:
+    slug = "untriaged"
+    description = "An open task has waited in an inbox column longer than `hours` without being triaged."
+    defaults: Mapping[str, Any] = {"hours": 48}
+
+    def run(self, ctx: CheckContext) -> list[Finding]:
+        hours = setting(ctx, "hours", 48)
+        limit = timedelta(hours=hours)
+        findings = []
+        for entries in placements(ctx.snapshot, ["inbox"]).values():
+            task, column, since, approximate, waited = oldest_placement(ctx, entries)
+            if waited < limit:
+                continue
+            facts = {
+                **task_facts(ctx.snapshot, task),
+                **column_facts(ctx.snapshot, column),
+                **age_facts(ctx, since, waited, threshold_hours=hours),
+                "approximate": approximate,
+                "other_places": other_places(ctx.snapshot, entries, column),
+            }
+            about = "about " if approximate else ""
+            findings.append(Finding(
+                slug=self.slug,
+                task_phid=task.phid,
+                task_id=task.id,
+                severity="warning",
+                summary=one_line(f"{task.monogram} {task.title} has waited {about}{describe_age(ctx, waited, 'hours')} "
+                                 f"in {where(ctx.snapshot, column)} without triage"),
+                facts=facts,
+            ))
+        return findings
+
+
+def latest_meeting(now: datetime, weekday: int, start: time, tz: Any, grace: timedelta) -> datetime:
+    """Start of the latest weekly meeting that is over (started at least ``grace`` ago).
+
+    The meeting is placed in the team's local time, so it stays at 15:00 across DST changes.
+    During the grace period the meeting is still working through the inbox: the previous
+    week's meeting is the one whose leftovers count.
+    """
+    local_now = now.astimezone(tz)
+    day = local_now.date() - timedelta(days=(local_now.weekday() - weekday) % 7)
+    for _ in range(3):
+        started = datetime.combine(day, start, tzinfo=tz).astimezone(timezone.utc)
+        if started + grace <= now:
+            return started
+        day -= timedelta(days=7)
+    return started  # only reached for a grace of 2+ weeks, which validation rejects
+
+
+class TriageMeetingLeftoversCheck:
+    slug = "triage-meeting-leftovers"
+    description = ("Tasks that were already in a triage-meeting inbox column when the latest weekly "
+                   "triage meeting started are still there: another meeting is needed.")
+    # None: take the team's meeting_weekday / meeting_time / timezone (filled in by the registry).
+    defaults: Mapping[str, Any] = {"meeting_weekday": None, "meeting_time": None, "timezone": None, "grace_hours": 2}
+    setting_types: Mapping[str, Any] = {"meeting_weekday": str, "meeting_time": str, "timezone": str,
+                                        "grace_hours": (int, float)}
+    validators: Mapping[str, Any] = {
+        "meeting_weekday": validate_weekday,
+        "meeting_time": validate_hhmm,
+        "timezone": validate_timezone,
+        "grace_hours": lambda v: None if 0 <= v < 7 * 24 else "must be between 0 and 167 hours",
+    }
+
+    def run(self, ctx: CheckContext) -> list[Finding]:
+        tz = as_zone(setting(ctx, "timezone", "UTC"))
+        weekday = parse_weekday(setting(ctx, "meeting_weekday", "thu"))
+        start = parse_hhmm(setting(ctx, "meeting_time", "15:00"))
+        grace = timedelta(hours=setting(ctx, "grace_hours", 2))
+        meeting = latest_meeting(ctx.now, weekday, start, tz, grace)
+
+        leftovers: list[dict[str, Any]] = []
+        for entries in placements(ctx.snapshot, ["triage_meeting_inbox"]).values():
+            # Earliest arrival over the task's boards: it was "there before the meeting" if it
+            # was in any meeting inbox by then.
+            dated = [(entered_at(ctx.snapshot, t, c), t, c) for t, c in entries]
+            (since, approximate), task, column = min(dated, key=lambda d: d[0][0])
+            if since >= meeting:
+                continue
+            waited = age(ctx, since)
+            leftovers.append({
+                **task_facts(ctx.snapshot, task),
+                **column_facts(ctx.snapshot, column),
+                "since": iso(since),
+                "approximate": approximate,
+                "age_days": round(waited / timedelta(days=1), 1),
+            })
+        if not leftovers:
+            return []
+        local = meeting.astimezone(tz)
+        meeting_text = f"{local:%a %Y-%m-%d %H:%M} ({getattr(tz, 'key', 'UTC')})"
+        columns = sorted({f"{t['board']}: {t['column']}" for t in leftovers})
+        facts = {
+            "meeting_at": iso(meeting),
+            "meeting_local": meeting_text,
+            "meeting_date": local.date().isoformat(),
+            "count": len(leftovers),
+            "tasks": leftovers,
+            "columns": columns,
+            "task_monograms": [t["task"] for t in leftovers],
+        }
+        return [Finding(
+            slug=self.slug,
+            task_phid=None,
+            task_id=None,
+            severity="warning",
+            summary=(f"{plural(len(leftovers), 'task')} in {', '.join(columns)} were already there before the "
+                     f"triage meeting of {meeting_text} and are still waiting: another meeting is needed"),
+            facts=facts,
+            # One episode per meeting: next week's leftovers are a new condition, not a repetition.
+            subject=local.date().isoformat(),
+        )]
+
+
+class UnprioritisedCheck:
+    slug = "unprioritised"
+    description = "An open task has kept the \"Needs Triage\" priority (keyword 'triage') for `days`."
+    defaults: Mapping[str, Any] = {"days": 7}
+
+    def run(self, ctx: CheckContext) -> list[Finding]:
+        triage = ctx.snapshot.priority_by_keyword("triage")
+        if triage is None:  # this server has no such priority: nothing can be "unprioritised"
+            return []
+        days = setting(ctx, "days", 7)
+        limit = days_threshold(ctx, days)
+        findings = []
+        for task in sorted(ctx.snapshot.tasks.values(), key=lambda t: (t.created, t.id)):
+            if task.is_closed or task.priority != triage.value:
+                continue
+            since = priority_set_at(ctx.snapshot, task, triage.value)
+            waited = age(ctx, since)
+            if waited < limit:
+                continue
+            findings.append(Finding(
+                slug=self.slug,
+                task_phid=task.phid,
+                task_id=task.id,
+                severity="warning",
+                summary=one_line(f"{task.monogram} {task.title} has had priority {triage.name} for "
+                                 f"{describe_age(ctx, waited, 'days')}"),
+                facts={
+                    **task_facts(ctx.snapshot, task),
+                    **age_facts(ctx, since, waited, threshold_days=days),
+                    "created": iso(task.created),
+                },
+            ))
+        return findings
+
+
+__all__ = ["UntriagedCheck", "TriageMeetingLeftoversCheck", "UnprioritisedCheck", "latest_meeting"]
