@@ -1,0 +1,83 @@
+"""Checks: pure functions of a Snapshot that say what seems off, as :class:`Finding` objects.
+
+Typical use (what ``clinicbot check`` does)::
+
+    checks, settings = load_checks_and_settings(config.section("checks"), error=config.error)
+    team = TeamSettings.from_config(config, rotation)
+    make_context = context_factory(snapshot, settings, team=team, rotation=rotation)
+    result = run_checks([c for c in checks if settings[c.slug].enabled], make_context)
+    result.findings, result.failures
+
+Delivery (comments, chat, email, repetition, escalation) is not done here: the handler side
+reads ``settings[slug].handlers`` / ``.repetition_seconds`` / ``.escalation``.
+"""
+
+from clinicbot.checks.base import SEVERITIES, Check, CheckContext, CheckFunction, Finding
+from clinicbot.checks.hours import BusinessHours
+from clinicbot.checks.notices import RotationNoticeCheck
+from clinicbot.checks.registry import (
+    BUILTIN_CHECK_CLASSES,
+    BUILTIN_SLUGS,
+    ENTRY_POINT_GROUP,
+    CheckFailure,
+    FunctionCheck,
+    RunResult,
+    builtin_checks,
+    context_factory,
+    load_checks,
+    load_checks_and_settings,
+    plugin_checks,
+    run_checks,
+)
+from clinicbot.checks.reviews import ReviewNeededCheck, WaitingForReviewCheck
+from clinicbot.checks.settings import (
+    DEFAULT_HANDLERS,
+    HANDLERS,
+    CheckSettings,
+    TeamSettings,
+    merged_thresholds,
+    parse_check_settings,
+)
+from clinicbot.checks.triage import TriageMeetingLeftoversCheck, UnprioritisedCheck, UntriagedCheck
+from clinicbot.checks.urgent import UnbreakNowCheck
+from clinicbot.checks.workload import CookieLickingCheck, StaleInProgressCheck
+
+__all__ = [
+    # the interface
+    "Check",
+    "CheckContext",
+    "CheckFunction",
+    "Finding",
+    "SEVERITIES",
+    # registry and running
+    "ENTRY_POINT_GROUP",
+    "BUILTIN_CHECK_CLASSES",
+    "BUILTIN_SLUGS",
+    "builtin_checks",
+    "plugin_checks",
+    "load_checks",
+    "load_checks_and_settings",
+    "context_factory",
+    "run_checks",
+    "RunResult",
+    "CheckFailure",
+    "FunctionCheck",
+    # settings and time
+    "CheckSettings",
+    "TeamSettings",
+    "HANDLERS",
+    "DEFAULT_HANDLERS",
+    "parse_check_settings",
+    "merged_thresholds",
+    "BusinessHours",
+    # the built-in checks
+    "UntriagedCheck",
+    "UnbreakNowCheck",
+    "ReviewNeededCheck",
+    "WaitingForReviewCheck",
+    "TriageMeetingLeftoversCheck",
+    "CookieLickingCheck",
+    "StaleInProgressCheck",
+    "UnprioritisedCheck",
+    "RotationNoticeCheck",
+]
