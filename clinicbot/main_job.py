@@ -1,6 +1,8 @@
 """The main job: what `clinicbot demo` runs and what a cron line would run by default.
 
-Today: the board overview. When the daily digest exists it shows the digest instead.
+It shows the daily triage digest on the terminal, built exactly as ``clinicbot digest`` builds
+it. Showing is not delivering: nothing is posted, and "since the last digest" stays the last
+*delivered* digest (``clinicbot digest --to … --apply`` delivers).
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ from clinicbot.errors import EXIT_OK
 
 
 def run(app: App) -> int:
-    from clinicbot.boards import load_boards
-    from clinicbot.overview import board_overview, render_overview
+    from clinicbot.cli_reports import _ledger, deliverer, digest_data, report_env
+    from clinicbot.report_delivery import Target
 
-    data = load_boards(app.client(), app.config())
-    render_overview(board_overview(data, app.now()), app.console)
+    env = report_env(app)
+    ledger = _ledger(env, apply=False)  # a read-only copy: the digest only reads the findings
+    try:
+        data = digest_data(app, env, ledger)
+        deliverer(app, env, ledger, apply=False).deliver(data, [Target("stdout")], fmt="term")
+    finally:
+        ledger.close()
     return EXIT_OK
