@@ -21,10 +21,6 @@ def setting(ctx: CheckContext, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def watched_board_phids(snapshot: Snapshot) -> set[str]:
-    return set(snapshot.boards)
-
-
 def on_watched_board(snapshot: Snapshot, task: Task) -> bool:
     return any(b in snapshot.boards for b in task.columns)
 

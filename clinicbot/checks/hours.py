@@ -140,10 +140,6 @@ def age(ctx: Any, since: datetime) -> timedelta:
     return max(_ZERO, ctx.now - since)
 
 
-def hours_threshold(ctx: Any, hours: float) -> timedelta:
-    return timedelta(hours=hours)
-
-
 def days_threshold(ctx: Any, days: float) -> timedelta:
     """N days as a duration: N × 24 h of wall-clock time, or N working days in business hours
     (a "7 days" threshold should mean a working week and a half, not a month of working hours)."""
