@@ -1,0 +1,272 @@
+"""Incremental sync against the sandbox: call budgets, catching up after failures, reconcile, rebuilds."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from clinicbot.boards import load_boards
+from clinicbot.conduit import ConduitClient
+from clinicbot.config import Config, load_config
+from clinicbot.demo import write_sandbox_config
+from clinicbot.errors import ConduitError, StateError
+from clinicbot.history import fetch_timelines
+from clinicbot.sandbox import Sandbox, generate_scenario
+from clinicbot.sync import CacheStore, SyncSettings, cache_path, load_cached, sync
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+SIZE = 250
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return generate_scenario(NOW, size=SIZE)
+
+
+class Clock:
+    """The sandbox's clock and the sync's `now` in one: edits are stamped with it."""
+
+    def __init__(self, start: datetime):
+        self.t = start.timestamp()
+
+    def __call__(self) -> float:
+        return self.t
+
+    @property
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, tz=timezone.utc)
+
+    def tick(self, seconds: float = 60) -> datetime:
+        self.t += seconds
+        return self.now
+
+
+@dataclass
+class Env:
+    sb: Sandbox
+    clock: Clock
+    config: Config
+    client: ConduitClient
+
+    def sync(self, **kw):
+        return sync(self.client, self.config, now=self.clock.now, **kw)
+
+    def truth(self):
+        """What a fresh, cache-less read of the server gives."""
+        client = ConduitClient(self.sb.url, self.sb.token)
+        data = load_boards(client, self.config)
+        return data, fetch_timelines(client, [(t.id, t.phid) for t in data.tasks.values()])
+
+    def assert_cache_matches_server(self):
+        data, timelines = self.truth()
+        cached = load_cached(self.config)
+        assert cached.data.tasks == data.tasks
+        assert cached.timelines == timelines
+        assert [b.phid for b in cached.data.boards] == [b.phid for b in data.boards]
+        assert cached.data.statuses == data.statuses and cached.data.priorities == data.priorities
+
+    def comment(self, task_ids, text="ping"):
+        for i in task_ids:
+            self.sb.store.edit(i, "alice", [("comment", f"{text} {i}")], at=self.clock.tick(1).timestamp())
+
+
+def make_env(scenario, tmp_path):
+    clock = Clock(NOW + timedelta(hours=1))
+    sb = Sandbox(scenario=scenario, clock=clock)
+    sb.start()
+    config = load_config(write_sandbox_config(tmp_path / "clinicbot.yaml", sb.url, sb.token))
+    client = ConduitClient(sb.url, sb.token, sleep=lambda s: None, retries=2)
+    return Env(sb, clock, config, client)
+
+
+@pytest.fixture
+def env(scenario, tmp_path):
+    e = make_env(scenario, tmp_path)
+    yield e
+    e.client.close()
+    e.sb.stop()
+
+
+@pytest.fixture
+def small_env(tmp_path):
+    e = make_env(generate_scenario(NOW, size=60), tmp_path)
+    yield e
+    e.client.close()
+    e.sb.stop()
+
+
+def board_task_ids(env: Env) -> list[int]:
+    return sorted(t.id for t in load_cached(env.config).data.tasks.values())
+
+
+def test_cold_sync_reads_pages_and_history_batches_of_100(env):
+    result = env.sync()
+    assert result.mode == "full" and result.reason == "no cache yet"
+    n = result.tasks_total
+    assert 200 < n <= SIZE
+    assert result.calls_by_method["maniphest.search"] == math.ceil(n / 100)
+    assert result.calls_by_method["maniphest.gettasktransactions"] == math.ceil(n / 100)
+    assert "transaction.search" not in result.calls_by_method
+    env.assert_cache_matches_server()
+
+
+def test_warm_sync_fetches_only_what_changed(env):
+    env.sync()
+    ids = board_task_ids(env)[:5]
+    env.comment(ids)
+    env.clock.tick(600)
+    result = env.sync()
+    assert result.mode == "incremental"
+    assert result.calls_by_method == {"maniphest.search": 1, "maniphest.gettasktransactions": 1}
+    assert result.tasks_fetched == 5 and result.histories_fetched == 5
+    env.assert_cache_matches_server()
+    cached = load_cached(env.config)
+    task = next(t for t in cached.data.tasks.values() if t.id == ids[0])
+    assert cached.timelines[task.phid].events[-1].text == f"ping {ids[0]}"
+
+    env.clock.tick(600)
+    quiet = env.sync()  # nothing changed: one search, no history
+    assert quiet.calls_by_method == {"maniphest.search": 1} and quiet.histories_fetched == 0
+
+
+def test_the_mark_is_the_last_successful_start_minus_the_overlap(env):
+    first = env.sync(settings=SyncSettings(overlap=300))
+    env.clock.tick(3600)
+    second = env.sync(settings=SyncSettings(overlap=300))
+    assert second.modified_start == first.started - timedelta(seconds=300)
+
+
+def test_a_sync_failing_on_the_second_page_keeps_the_mark_and_the_next_run_loses_nothing(env):
+    first = env.sync()
+    ids = board_task_ids(env)
+    changed = ids[:150]  # two pages of changes
+    env.comment(changed, "before the failure")
+    env.clock.tick(60)
+
+    class FaultAfterFirstPage:
+        pages = 0
+
+        def phase(self, name, total):
+            self.name = name
+
+        def advance(self, n):
+            if self.name == "tasks":
+                self.pages += 1
+                if self.pages == 1:  # every retry of the 2nd page fails too
+                    env.sb.faults.add("maniphest.search", "http500", times=10)
+
+    with pytest.raises(ConduitError):
+        env.sync(progress=FaultAfterFirstPage())
+    env.sb.faults.clear()
+    with CacheStore(cache_path(env.config)) as store:
+        assert store.high_water() == int(first.started.timestamp())
+    env.comment(ids[200:201], "after the failure")
+    env.clock.tick(60)
+    result = env.sync()
+    assert result.mode == "incremental"
+    assert result.modified_start == first.started - timedelta(seconds=SyncSettings().overlap)
+    env.assert_cache_matches_server()
+    cached = load_cached(env.config)
+    texts = {e.text for tl in cached.timelines.values() for e in tl.events if e.kind == "commented"}
+    assert {f"before the failure {i}" for i in changed} | {f"after the failure {ids[200]}"} <= texts
+
+
+def test_a_sync_failing_while_reading_histories_refetches_them_next_time(env):
+    env.sync()
+    ids = board_task_ids(env)[:3]
+    env.comment(ids, "lost?")
+    env.clock.tick(60)
+    env.sb.faults.add("maniphest.gettasktransactions", "http500", times=10)
+    with pytest.raises(ConduitError):
+        env.sync()
+    env.sb.faults.clear()
+    env.clock.tick(60)
+    result = env.sync()
+    assert result.histories_fetched == 3
+    env.assert_cache_matches_server()
+
+
+def test_reconcile_drops_tasks_that_left_the_boards_and_sightings_follow_moves(env):
+    env.sync()
+    cached = load_cached(env.config)
+    board = cached.data.boards[0]
+    task = next(t for t in cached.data.tasks.values() if board.phid in t.columns and len(t.project_phids) == 1)
+    target = next(c for c in board.columns if c.phid != task.columns[board.phid] and not c.proxy_phid)
+    moved_at = env.clock.tick(60)
+    env.sb.store.edit(task.id, "bob", [("column", [target.phid])], at=moved_at.timestamp())
+    env.clock.tick(600)
+    env.sync()
+    sightings = load_cached(env.config).sightings
+    assert sightings[(task.phid, board.phid, target.phid)] == moved_at
+
+    env.sb.store.edit(task.id, "bob", [("projects.remove", [board.phid])], at=env.clock.tick(60).timestamp())
+    env.clock.tick(600)
+    env.sync()  # incremental: a task that left the boards no longer matches columnPHIDs
+    assert task.phid in load_cached(env.config).data.tasks
+    result = env.sync(settings=SyncSettings(reconcile_hours=0))
+    assert result.mode == "reconcile" and result.removed == 1
+    assert result.histories_fetched == 0  # nothing else changed: no history is read again
+    assert task.phid not in load_cached(env.config).data.tasks
+    assert not [k for k in load_cached(env.config).sightings if k[0] == task.phid]
+    env.assert_cache_matches_server()
+
+
+def test_server_without_the_batch_method_reads_histories_concurrently(small_env):
+    env = small_env
+    env.sb.store.features["gettasktransactions"] = False
+    result = env.sync(settings=SyncSettings(concurrency=4))
+    assert "maniphest.gettasktransactions" not in result.calls_by_method
+    assert result.calls_by_method["transaction.search"] >= result.tasks_total
+    env.assert_cache_matches_server()
+
+
+def test_older_or_corrupt_cache_is_rebuilt_with_a_full_sync(env):
+    env.sync()
+    path = cache_path(env.config)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 0")
+    env.clock.tick(60)
+    result = env.sync()
+    assert result.mode == "full" and "schema" in result.reason
+    env.clock.tick(60)
+    assert env.sync().mode == "incremental"
+    assert env.sync(full=True).mode == "full"
+
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    path.write_bytes(b"this is not a database" * 100)
+    result = env.sync()
+    assert result.mode == "full"
+    assert list(path.parent.glob("cache.sqlite.corrupt-*"))
+    env.assert_cache_matches_server()
+
+
+def test_changed_board_config_re_resolves_the_boards(env, tmp_path):
+    env.sync()
+    raw = dict(env.config.raw)
+    raw["boards"] = raw["boards"][:1]
+    from clinicbot.config import parse_config
+
+    narrower = parse_config(raw, env.config.path)
+    result = sync(env.client, narrower, now=env.clock.tick(60))
+    assert result.mode == "reconcile" and "boards" in result.reason
+    assert result.histories_fetched == 0
+    assert len(load_cached(narrower).data.boards) == 1
+
+
+def test_load_cached_filters_like_load_boards(env):
+    env.sync()
+    client = ConduitClient(env.sb.url, env.sb.token)
+    fresh = load_boards(client, env.config, roles=["inbox", "review_needed"], open_only=True)
+    cached = load_cached(env.config, roles=["inbox", "review_needed"], open_only=True)
+    assert cached.data.tasks == fresh.tasks
+
+
+def test_load_cached_without_a_sync_is_a_state_error(env):
+    with pytest.raises(StateError, match="clinicbot sync"):
+        load_cached(env.config)
