@@ -271,7 +271,17 @@ class ConduitClient:
                 self._wait(method, attempt, reason)
                 continue
 
-            envelope = self._decode(method, answer.text)
+            try:
+                envelope = self._decode(method, answer.text)
+            except ConduitProtocolError as exc:
+                # A proxy's HTML error page with status 200, a truncated body: transient for a
+                # read; for a write we cannot know whether the server applied it.
+                if write:
+                    raise ConduitWriteUncertain(method, exc.detail) from None
+                if attempt > self.retries:
+                    raise
+                self._wait(method, attempt, exc.detail)
+                continue
             if envelope.get("error_code"):
                 raise ConduitAPIError(method, str(envelope["error_code"]),
                                       redact(str(envelope.get("error_info") or ""), self._token.reveal()))

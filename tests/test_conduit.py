@@ -132,10 +132,20 @@ def test_multiline_validation_error_is_folded_to_one_line():
 
 
 @pytest.mark.parametrize("body", ["<html>502 Bad Gateway</html>", "", "[1, 2]", '{"no": "result"}'])
-def test_garbage_body_is_a_protocol_error(body):
-    client, _ = client_with(HTTPAnswer(200, body))
+def test_garbage_body_is_a_protocol_error_after_retries(body):
+    client, transport = client_with(*[HTTPAnswer(200, body)] * 3, retries=2)
     with pytest.raises(ConduitProtocolError, match="user.whoami"):
         client.call("user.whoami")
+    assert len(transport.sent) == 3
+
+
+def test_garbage_body_then_good_answer_is_retried_for_reads_only():
+    client, _ = client_with(HTTPAnswer(200, "<html>oops</html>"), ok({"userName": "x"}))
+    assert client.call("user.whoami") == {"userName": "x"}
+    client, transport = client_with(HTTPAnswer(200, "<html>oops</html>"), ok({}))
+    with pytest.raises(ConduitWriteUncertain):
+        client.call("maniphest.edit", objectIdentifier="T1", transactions=[])
+    assert len(transport.sent) == 1
 
 
 # -- retries -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from rich.console import Console
 
 from clinicbot.app import App
 from clinicbot.boards import load_boards
@@ -95,8 +96,13 @@ def test_other_read_faults_are_retried(sandbox, kind):
     assert client.call("user.whoami")["userName"]
 
 
+def wide_app(env: dict | None = None) -> App:
+    # CliRunner captures sys.stdout; a wide console keeps table cells on one line.
+    return App(env=env or {}, console=Console(width=200))
+
+
 def run_cli(config_path: Path, *args: str, env: dict | None = None):
-    app = App(env=env or {})
+    app = wide_app(env)
     runner = CliRunner()
     return runner.invoke(cli, ["--config", str(config_path), "--now", NOW.isoformat(), *args], obj=app)
 
@@ -137,6 +143,6 @@ def test_doctor_all_good(config_path):
 
 
 def test_demo_prints_the_board_overview():
-    result = CliRunner().invoke(cli, ["--now", NOW.isoformat(), "demo"], obj=App(env={}))
+    result = CliRunner().invoke(cli, ["--now", NOW.isoformat(), "demo"], obj=wide_app())
     assert result.exit_code == 0, result.output
     assert "Core Platform Team" in result.output
