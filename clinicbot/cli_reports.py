@@ -161,8 +161,8 @@ def metrics_data(app: App, env: ReportEnv, *, window_days: int | None = None, re
 def recipients(data: dict[str, Any]) -> list[str]:
     """Natural email recipients: the engineers on duty (digest), every attendee (agenda)."""
     if data["kind"] == "digest":
-        people = data["on_duty"]
-    elif data["kind"] == "agenda":
+        people = data["on_duty"] or []
+    elif data["kind"] == "agenda" and data["attendees"]:
         a = data["attendees"]
         people = [*a["on_duty"], *(p for p in (a["manager"], a["product_manager"]) if p)]
     else:
@@ -187,7 +187,7 @@ def deliverer(app: App, env: ReportEnv, ledger: Any, *, apply: bool) -> Delivere
         return type("TaskRef", (), {"id": int(found[0]["id"]), "phid": found[0]["phid"]})()
 
     def print_term(text: str) -> None:
-        app.console.print(text, markup=True, highlight=False, end="")
+        app.console.print(text, markup=True, highlight=False, end="", soft_wrap=True)
 
     return Deliverer(app.client(), ledger, env.settings, apply=apply, cap=int(config.get("max_writes_per_run")),
                      now=app.now(), templates_dir=config.templates_dir,

@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import click
+
 from clinicbot.config import Config
 from clinicbot.errors import ConfigError
 from clinicbot.report_render import EXTENSIONS, render
@@ -216,7 +218,7 @@ class Deliverer:
                 if fmt == "term":
                     self.print_term(text)
                 else:
-                    print(text, end="")
+                    click.echo(text, nl=False)
                 out.append(Delivery("stdout", "printed"))
             elif target.kind == "file":
                 file_fmt = file_format(target.arg, fmt)

@@ -103,7 +103,7 @@ def build_digest(
     now = snapshot.now
     since_source = "last digest" if since is not None else "default"
     since = since if since is not None else now - DIGEST_LOOKBACK
-    on_duty: list[dict[str, str]] = []
+    on_duty: list[dict[str, str]] | None = None  # None: no rotation file, so nobody knows
     changes: list[dict[str, Any]] | None = None
     if rotation is not None:
         from clinicbot.rotation import on_duty as rot_on_duty, upcoming_changes
@@ -292,7 +292,7 @@ def build_agenda(
         })
     items.sort(key=lambda r: (r["moved_at"], r["id"]))
     current = {r["id"] for r in items}
-    attendees: dict[str, Any] = {"on_duty": [], "manager": None, "product_manager": None}
+    attendees: dict[str, Any] | None = None  # None: no rotation file
     if rotation is not None:
         from clinicbot.rotation import on_duty as rot_on_duty
 
