@@ -232,9 +232,10 @@ def _run(app: App, build: Any, to: Sequence[str], fmt: str, apply_flag: bool, ou
         data = build(env, ledger)
         results = []
         if output is not None:
-            path = output_path(output, data, fmt)
-            write_file(path, deliverer(app, env, ledger, apply=apply).render(data, fmt))
-            results.append(Delivery(f"file:{path}", "written", f"{fmt} to {path}"))
+            file_fmt = "text" if fmt == "term" else fmt  # rich markup belongs on a terminal, not in a file
+            path = output_path(output, data, file_fmt)
+            write_file(path, deliverer(app, env, ledger, apply=apply).render(data, file_fmt))
+            results.append(Delivery(f"file:{path}", "written", f"{file_fmt} to {path}"))
             targets = [parse_target(v) for v in to]  # --output alone: no stdout copy
         results += deliver(app, env, ledger, data, targets, fmt=fmt, apply=apply)
     finally:

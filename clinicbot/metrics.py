@@ -94,7 +94,10 @@ def is_team_task(snapshot: Snapshot, task: Task) -> bool:
 
 
 def team_tasks(snapshot: Snapshot) -> list[Task]:
-    return sorted((t for t in snapshot.tasks.values() if is_team_task(snapshot, t)), key=lambda t: t.id)
+    """Team tasks that exist at ``snapshot.now``: with ``--now`` in the past, later tasks are left
+    out (their status is still today's: a past ``now`` reproduces counts only approximately)."""
+    return sorted((t for t in snapshot.tasks.values() if is_team_task(snapshot, t) and t.created <= snapshot.now),
+                  key=lambda t: t.id)
 
 
 def closed_at(task: Task) -> datetime | None:
