@@ -179,6 +179,7 @@ def _register_optional_commands() -> None:
     import importlib
 
     for module, name in (("clinicbot.cli_rotation", "rotation"),
+                         ("clinicbot.cli_ops", "serve"), ("clinicbot.cli_ops", "sync"), ("clinicbot.cli_ops", "status"),
                          ("clinicbot.cli_reports", "digest"), ("clinicbot.cli_reports", "agenda"), ("clinicbot.cli_reports", "metrics")):
         try:
             mod = importlib.import_module(module)

@@ -288,6 +288,31 @@ class JobOutcome:
     result: Any = None  # what the job function returned (e.g. a SyncResult)
 
 
+def _judge(result: Any) -> tuple[str, int, str]:
+    """(outcome, exit code, detail) from what a job function returned.
+
+    Job functions return what their CLI command turns into an exit code: an int, or a result
+    with ``exit_code`` (CheckRunResult). 1 means findings fired — the job did its work, "ok";
+    2+ means it could not. A result listing ``failures`` (a check that crashed) is "partial".
+    """
+    code = result if isinstance(result, int) else getattr(result, "exit_code", EXIT_OK)
+    code = code if isinstance(code, int) else EXIT_OK
+    parts = []
+    summary = getattr(result, "summary", None)
+    if callable(summary):
+        parts.append(str(summary()))
+    for attr in ("findings", "actions", "failures"):
+        value = getattr(result, attr, None)
+        if isinstance(value, (list, tuple)):
+            parts.append(f"{len(value)} {attr}")
+    if code:
+        parts.append(f"exit {code}")
+    outcome = "ok" if code in (EXIT_OK, EXIT_FAILURE) else "failed"
+    if outcome == "ok" and getattr(result, "failures", None):
+        outcome = "partial"
+    return outcome, code, ", ".join(parts)
+
+
 class JobRunner:
     """Runs a named job: records the run, counts Conduit calls, logs one line, never raises."""
 
@@ -318,7 +343,7 @@ class JobRunner:
             return JobOutcome(name, "skipped", EXIT_OK)
         fn = self.target(name)
         if fn is None:
-            log.warning("job %s: unavailable (%s is not installed)", name, self.targets.get(name), extra=extra)
+            log.warning("job %s: unavailable (%s not found)", name, self.targets.get(name), extra=extra)
             return JobOutcome(name, "unavailable", EXIT_FAILURE, detail=f"{self.targets.get(name)} not found")
         started = self.clock()
         mono = time.monotonic()
@@ -327,11 +352,7 @@ class JobRunner:
         outcome, code, detail, result = "ok", EXIT_OK, "", None
         try:
             result = fn(self.app, apply=self.apply)
-            if isinstance(result, int) and result:
-                code = result
-                detail = f"exit {result}"
-                # 1 = findings fired (the job did its work); 2+ = the job could not do it.
-                outcome = "ok" if result == EXIT_FAILURE else "failed"
+            outcome, code, detail = _judge(result)
         except ClinicbotError as exc:
             outcome, code, detail = "failed", exc.exit_code, str(exc)
             log.error("job %s failed: %s", name, exc, extra=extra)
@@ -342,9 +363,9 @@ class JobRunner:
         calls1, attempts1 = self._stats()
         self._record_end(run_id, started + timedelta(seconds=seconds), outcome, calls1 - calls0,
                          attempts1 - attempts0, detail)
-        if outcome == "ok":
-            log.info("job %s: ok in %.1f s, %d Conduit call(s)%s", name, seconds, calls1 - calls0,
-                     f" ({detail})" if detail else "", extra=extra)
+        if outcome in ("ok", "partial"):
+            log.info("job %s: %s in %.1f s, %d Conduit call(s)%s", name, outcome, seconds, calls1 - calls0,
+                     f" ({detail})" if detail and not detail.startswith("sync ") else "", extra=extra)
         return JobOutcome(name, outcome, code, seconds, calls1 - calls0, detail, result)
 
     # -- the run history (in the cache DB; see sync.CacheStore) ----------------------------
@@ -465,7 +486,7 @@ def add_jobs(scheduler: BaseScheduler, schedule: Schedule, runner: JobRunner, *,
         if not plan.enabled or (only is not None and name not in only):
             continue
         if runner.target(name) is None:
-            log.warning("job %s: unavailable (%s is not installed); not scheduled", name, runner.targets.get(name))
+            log.warning("job %s: unavailable (%s not found); not scheduled", name, runner.targets.get(name))
             continue
         scheduler.add_job(runner.run, schedule.trigger(name), args=[name], id=name, name=name,
                           coalesce=True, max_instances=1, misfire_grace_time=plan.grace, replace_existing=True)
@@ -497,6 +518,11 @@ def serve(app: Any, *, apply: bool, run_now: list[str] | None = None, hold: Call
     """Run the scheduler until SIGTERM/SIGINT (or ``stop``); returns the exit code (0)."""
     config = app.config()
     schedule = parse_schedule(config)
+    # APScheduler logs every submission at INFO, repeating our one line per job; keep its
+    # warnings (missed runs, skipped overlapping runs) and errors.
+    aps = logging.getLogger("apscheduler")
+    if aps.getEffectiveLevel() < logging.WARNING and not log.isEnabledFor(logging.DEBUG):
+        aps.setLevel(logging.WARNING)
     runner = JobRunner(app, apply=apply)
     executor = SerialExecutor(hold)
     scheduler = CappedBackgroundScheduler(timezone=schedule.timezone, executors={"default": executor},

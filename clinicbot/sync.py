@@ -487,7 +487,10 @@ def plan_sync(store: CacheStore, config: Config, settings: SyncSettings, now: da
         return SyncPlan("full", "requested", True)
     if store.rebuilt_reason:
         return SyncPlan("full", store.rebuilt_reason, True)
-    if store.get("history_fingerprint") != _history_fingerprint():
+    fingerprint = store.get("history_fingerprint")
+    if fingerprint is None and store.task_count() == 0:
+        return SyncPlan("full", "no cache yet", True)  # e.g. only the run history was written
+    if fingerprint != _history_fingerprint():
         return SyncPlan("full", "history format changed", True)
     structure_ok = store.get("structure") is not None
     if store.get("boards_fingerprint") != boards_fingerprint(config):

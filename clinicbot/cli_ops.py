@@ -1,0 +1,185 @@
+"""Operations commands: `clinicbot serve`, `clinicbot sync`, `clinicbot status`.
+
+Thin, like the rest of the CLI: parse, take the state lock, call scheduler/sync/status.
+``sync_job`` is the one function both `clinicbot sync` and serve's ``sync`` job call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from clinicbot.app import App
+from clinicbot.errors import EXIT_FAILURE, EXIT_OK
+
+log = logging.getLogger(__name__)
+
+
+def state_lock(app: App) -> Any:
+    """The one lock per state directory (ledger.StateLock, shared with the ledger)."""
+    from clinicbot.ledger import StateLock
+
+    return StateLock(app.config().state_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# sync
+
+
+class RichSyncProgress:
+    """A progress bar for long syncs on a terminal; `sync` passes none when not on one (logs stay quiet)."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+        self.task_id: Any = None
+
+    def __enter__(self) -> "RichSyncProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def phase(self, name: str, total: int | None) -> None:
+        if self.task_id is not None:
+            self.progress.update(self.task_id, visible=False)
+        self.task_id = self.progress.add_task(f"sync: {name}", total=total)
+
+    def advance(self, n: int) -> None:
+        if self.task_id is not None:
+            self.progress.advance(self.task_id, n)
+
+
+def sync_job(app: App, *, apply: bool = False, full: bool = False, progress: Any = None) -> Any:
+    """Bring the cache up to date. ``apply`` is accepted for the job interface; a sync never writes.
+
+    The sync's clock is the real time even under ``--now``: the high-water mark is compared
+    with the server's ``dateModified``, so a replayed time would make the next sync miss changes.
+    """
+    from clinicbot.sync import SyncSettings, sync
+
+    config = app.config()
+    return sync(app.client(), config, full=full, now=datetime.now(timezone.utc),
+                settings=SyncSettings.from_config(config), progress=progress)
+
+
+@click.command("sync")
+@click.option("--full", is_flag=True, help="Forget the cache and fetch every task and history again.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def sync(app: App, full: bool, fmt: str) -> None:
+    """Update the local cache of tasks and histories: only what changed since the last sync.
+
+    A full resync happens with --full, when the cache is missing, or after an upgrade that changed
+    its format. Takes the state lock (refused while `serve` or another command runs).
+    """
+    from clinicbot.scheduler import JobRunner
+
+    on_terminal = app.err_console.is_terminal and fmt == "text"
+    with state_lock(app):
+        bar = RichSyncProgress(app.err_console) if on_terminal else None
+
+        def target(app_: App, *, apply: bool) -> Any:
+            if bar is None:
+                return sync_job(app_, apply=apply, full=full)
+            with bar:
+                return sync_job(app_, apply=apply, full=full, progress=bar)
+
+        outcome = JobRunner(app, apply=False, targets={"sync": target}).run("sync")
+    if outcome.outcome != "ok":
+        click.echo(f"clinicbot: error: {outcome.detail}", err=True)
+        sys.exit(outcome.exit_code or EXIT_FAILURE)
+    result = outcome.result
+    if fmt == "json":
+        click.echo(json.dumps({
+            "mode": result.mode, "reason": result.reason, "tasks_fetched": result.tasks_fetched,
+            "histories_fetched": result.histories_fetched, "removed": result.removed, "tasks": result.tasks_total,
+            "calls": result.calls, "attempts": result.attempts, "calls_by_method": result.calls_by_method,
+            "seconds": round(outcome.seconds, 3),
+            "modified_start": result.modified_start.isoformat() if result.modified_start else None,
+        }, indent=2))
+    else:
+        app.console.print(result.summary() + f" in {outcome.seconds:.1f} s", markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------------------------
+# serve
+
+
+@click.command()
+@click.option("--apply", is_flag=True, help="Let the jobs write (default: the config's `apply`).")
+@click.option("--once", "once", multiple=True, metavar="JOB",
+              help="Run this job now and exit instead of serving (repeatable); for cron, systemd timers, k8s CronJobs.")
+@click.option("--run-now", "run_now", multiple=True, metavar="JOB",
+              help="Serve, and run this job right after starting (repeatable).")
+@click.option("--print-crontab", is_flag=True, help="Print the schedule as crontab lines and exit.")
+@click.pass_obj
+def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...], print_crontab: bool) -> None:
+    """Run the jobs on the config's schedule (team timezone) until SIGTERM/SIGINT.
+
+    Jobs: sync, checks, digest, agenda, metrics, rotation. SIGTERM lets the running job finish,
+    then exits 0. Holds the state lock: a second instance is refused (exit 2) naming this one's PID.
+    """
+    from clinicbot.scheduler import JOB_TARGETS, JobRunner, crontab, parse_schedule
+    from clinicbot.scheduler import serve as run_scheduler
+
+    config = app.config()
+    schedule = parse_schedule(config)  # config errors before anything starts
+    apply = apply or bool(config.get("apply"))
+    if print_crontab:
+        prefix = "clinicbot" + (f" --config {config.path.resolve()}" if config.path else "")
+        click.echo(crontab(schedule, prefix), nl=False)
+        return
+    for name in (*once, *run_now):
+        if name not in JOB_TARGETS:
+            raise config.error("--once" if name in once else "--run-now",
+                               f"unknown job {name!r}; jobs are: {', '.join(JOB_TARGETS)}")
+    if once:
+        worst = EXIT_OK
+        with state_lock(app):
+            runner = JobRunner(app, apply=apply)
+            for name in once:
+                outcome = runner.run(name)
+                if outcome.outcome in ("failed", "unavailable"):
+                    click.echo(f"clinicbot: job {name} {outcome.outcome}: {outcome.detail}", err=True)
+                worst = max(worst, outcome.exit_code)
+        if worst:
+            sys.exit(worst)
+        return
+    if app.now_override is not None:
+        log.warning("serve ignores --now/CLINICBOT_NOW: scheduled jobs run at the real time")
+        app.now_override = None
+    log.info("clinicbot serve: %s", "applying writes" if apply else "dry run (pass --apply or set apply: true)")
+    sys.exit(run_scheduler(app, apply=apply, run_now=list(run_now), hold=lambda: state_lock(app)))
+
+
+# --------------------------------------------------------------------------------------------
+# status
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def status(app: App, fmt: str) -> None:
+    """Each job's last run, outcome, duration, Conduit calls and next run; the cache; whether serve runs.
+
+    Reads the state directory only (no Conduit call, no lock). Exit 0 when healthy, 1 when a job's
+    last run failed or a job missed a scheduled run.
+    """
+    from clinicbot.status import collect_status, render_status, status_json
+
+    report = collect_status(app.config(), datetime.now(timezone.utc))
+    if fmt == "json":
+        click.echo(json.dumps(status_json(report), indent=2))
+    else:
+        render_status(report, app.console)
+    if not report.healthy:
+        sys.exit(EXIT_FAILURE)
