@@ -23,7 +23,7 @@ from typing import Any
 
 HEADER = re.compile(r"^(={1,6})\s*(.*?)\s*=*\s*$")
 _FENCE = re.compile(r"^\s*(```|%%%)")
-_SLUG_JUNK = re.compile(r"[\x00-\x20#%&+=?<>\\\"'|]+")
+_SLUG_BAN = re.compile(r"[\x00-\x19#%&+=? \\<>{}\[\]'\"]+")
 
 
 # --------------------------------------------------------------------------------------------
@@ -31,14 +31,14 @@ _SLUG_JUNK = re.compile(r"[\x00-\x20#%&+=?<>\\\"'|]+")
 
 
 def normalize_slug(slug: str) -> str:
-    """Phorge's slug normal form: lowercase, spaces and URL-hostile characters → ``_``, trailing ``/``."""
-    parts = []
-    for part in slug.strip().lower().split("/"):
-        part = _SLUG_JUNK.sub("_", part.strip())
-        part = re.sub(r"_+", "_", part).strip("_")
-        if part and part not in (".", ".."):
-            parts.append(part)
-    return "/".join(parts) + "/" if parts else "/"
+    """Phorge's slug normal form (PhabricatorSlug::normalize): lowercase, URL-hostile characters and
+    spaces → ``_``, no empty or ``.``/``..`` components, a trailing ``/``."""
+    slug = re.sub(r"/+", "/", slug).strip("/").lower()
+    slug = re.sub(r"_+", "_", _SLUG_BAN.sub("_", slug))
+    # "a?" becomes "a", but a component reduced to "_" stays "_".
+    parts = [p if p == "_" else p.strip("_") for p in slug.split("/")]
+    slug = "/".join({".": "dot", "..": "dotdot"}.get(p, p) for p in parts)
+    return slug + "/" if slug else "/"
 
 
 # --------------------------------------------------------------------------------------------

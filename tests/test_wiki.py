@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,6 +84,10 @@ class FakePhriction:
     ("", "/"),
     ("a//b", "a/b/"),
     ("Team/Clinic Duty Rotation ", "team/clinic_duty_rotation/"),
+    ("Core Platform Team / Runbooks", "core_platform_team/runbooks/"),
+    ("a/./b/..", "a/dot/b/dotdot/"),
+    ("What?", "what/"),
+    ("??", "_/"),
 ])
 def test_normalize_slug(raw, slug):
     assert normalize_slug(raw) == slug
@@ -235,3 +240,39 @@ def test_read_page_parses_the_recorded_answer(rec):
     sent = transport.posts[-1][1]
     assert sent["slug"] == "core_platform_team/" and sent["content"].endswith(SECTION)
     assert sent["content"].startswith("= Core Platform Team =\n\nWorkboard: #core_platform_team")
+
+
+# --------------------------------------------------------------------------------------------
+# Against the sandbox Phorge (same protocol, on loopback)
+
+
+def test_publish_twice_against_the_sandbox_makes_one_edit():
+    sandbox = pytest.importorskip("clinicbot.sandbox")
+    from datetime import datetime, timezone
+
+    from clinicbot.rotation import load_rotation
+    from clinicbot.rotation_export import wiki_section
+
+    now = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+    sb = sandbox.Sandbox(scenario=sandbox.generate_scenario(now, size=30))
+    url = sb.start()
+    try:
+        client = ConduitClient(url, sb.token)
+        before = read_page(client, "Core Platform Team")
+        assert before is not None
+        section = wiki_section(load_rotation(Path(__file__).parent.parent / "rotation.yaml"), now)
+        dry = publish_section(client, "Core Platform Team", "x", section, apply=False)
+        first = publish_section(client, "Core Platform Team", "x", section, apply=True)
+        second = publish_section(client, "core_platform_team", "x", section, apply=True)
+        assert (dry.status, first.status, second.status) == ("planned", "edited", "unchanged")
+        assert client.stats.calls["phriction.edit"] == 1 and client.stats.calls["phriction.create"] == 0
+        history = client.call("phriction.history", slug="core_platform_team/")
+        assert len(history) == 2  # the page as seeded, plus exactly one edit
+        after = read_page(client, "core_platform_team/")
+        assert after.title == before.title
+        assert after.content.startswith(before.content.rstrip())  # the team's text is untouched
+        assert after.content == replace_section(before.content, section)
+        created = publish_section(client, "Core Platform Team/Clinic Duty", "Clinic duty", section, apply=True)
+        assert created.status == "created" and read_page(client, created.slug).title == "Clinic duty"
+    finally:
+        sb.stop()
