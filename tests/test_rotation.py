@@ -65,7 +65,7 @@ def test_example_rotation_loads_and_has_no_warnings():
     assert rot.tz_name == "Europe/Berlin" and rot.handoff.hour == 9
     assert (rot.min_on_duty, rot.max_on_duty) == (2, 3)
     assert list(rot.members) == ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
-    assert rot.manager.username == "maria" and rot.product_manager.username == "pete"
+    assert rot.manager.username == "mona" and rot.product_manager.username == "pete"
     now = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
     assert validate(rot, now) == []
     assert validate(rot, now, timedelta(weeks=30)) == []
@@ -391,14 +391,14 @@ def _user(name, availability="available", until=None):
 
 def test_check_members_on_server_reports_missing_and_away(rec):
     rot = load_rotation(EXAMPLE)
-    present = ["alice", "bob", "carol", "dave", "erin", "frank", "heidi", "maria"]
+    present = ["alice", "bob", "carol", "dave", "erin", "frank", "heidi", "mona"]
     users = [_user(n) for n in present]
     users[1] = _user("bob", "away", 1796000000)
     client = FakeUsers(users)
     problems = check_members_on_server(rot, client)
     method, constraints, attachments = client.calls[0]
     assert method == "user.search" and attachments == {"availability": True}
-    assert constraints["usernames"] == present[:6] + ["grace", "heidi", "maria", "pete"]
+    assert constraints["usernames"] == present[:6] + ["grace", "heidi", "mona", "pete"]
     assert len(problems) == 3
     assert any("grace is not a user" in p for p in problems)
     assert any("pete is not a user" in p for p in problems)
@@ -406,3 +406,17 @@ def test_check_members_on_server_reports_missing_and_away(rec):
     # The recorded user.search answer (no availability attachment) parses too.
     recorded = rec("user.search--usernames")["response"]["result"]["data"]
     assert sum("is not a user" in p for p in check_members_on_server(rot, FakeUsers(recorded))) == 8
+
+
+def test_example_team_exists_in_the_sandbox():
+    sandbox = pytest.importorskip("clinicbot.sandbox")
+    from clinicbot.conduit import ConduitClient
+
+    now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    sb = sandbox.Sandbox(scenario=sandbox.generate_scenario(now, size=30))
+    url = sb.start()
+    try:
+        problems = check_members_on_server(load_rotation(EXAMPLE), ConduitClient(url, sb.token))
+    finally:
+        sb.stop()
+    assert all(p.startswith("warning: ") and " is away" in p for p in problems), problems

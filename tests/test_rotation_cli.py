@@ -53,7 +53,7 @@ def test_json_output(workdir):
     assert [n["key"] for n in data["notices"]] == ["grace:off:2026-12-21", "bob:on:2026-12-21",
                                                    "alice:off:2026-12-24", "dave:on:2026-12-24"]
     assert data["gaps"] == [] and data["warnings"] == []
-    assert data["manager"]["username"] == "maria"
+    assert data["manager"]["username"] == "mona"
 
 
 def test_warnings_and_gaps_are_shown(workdir):

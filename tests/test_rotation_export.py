@@ -81,7 +81,7 @@ def test_wiki_section_shows_now_and_next_without_mentions():
     assert "Bob Brown (bob) | Mon 2026-12-21 09:00" in next_part
     assert "Dave Davis (dave) | Thu 2026-12-24 09:00 | Mon 2027-01-04 09:00 | covering (override)" in next_part
     assert "@" not in text  # usernames are plain text: publishing pings nobody
-    assert "Maria Martinez (maria)" in text
+    assert "Mona Martinez (mona)" in text
     # No run timestamp: the section only changes when the rotation does.
     assert wiki_section(rot, NOW + timedelta(hours=6)) == text
     assert wiki_section(rot, datetime(2026, 12, 21, 8, 30, tzinfo=timezone.utc)) != text

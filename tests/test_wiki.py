@@ -31,7 +31,7 @@ old details
 
 = Escalation =
 
-Call maria.
+Call mona.
 """
 
 
@@ -144,7 +144,7 @@ def test_replace_section_ignores_headers_in_code_blocks():
 def test_replace_section_keeps_crlf_pages_crlf():
     page = PAGE.replace("\n", "\r\n")
     out = replace_section(page, SECTION)
-    assert out.endswith("= Escalation =\r\n\r\nCall maria.\r\n") and "\r\n| alice |\r\n" in out
+    assert out.endswith("= Escalation =\r\n\r\nCall mona.\r\n") and "\r\n| alice |\r\n" in out
     assert "\n" not in out.replace("\r\n", "")
 
 
@@ -170,7 +170,7 @@ def test_publishing_the_same_section_twice_makes_one_edit():
     assert title == "Core Platform Team (CPT)"
     assert content == replace_section(PAGE, SECTION)
     assert content.startswith("= Core Platform Team =\n\nIntro text the team wrote by hand.\n\n")
-    assert content.endswith("= Escalation =\n\nCall maria.\n")
+    assert content.endswith("= Escalation =\n\nCall mona.\n")
     assert first.diff_summary.startswith("+") and second.diff_summary == "no change"
     assert client.calls[0] == ("phriction.document.search", {"constraints": {"paths": ["core_platform_team/"]},
                                                              "attachments": {"content": True}})
