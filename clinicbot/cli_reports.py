@@ -243,6 +243,41 @@ def _run(app: App, build: Any, to: Sequence[str], fmt: str, apply_flag: bool, ou
     _report(app, results, apply)
 
 
+# --------------------------------------------------------------------------------------------
+# Scheduled jobs (`clinicbot serve`): the same building and delivering, targets from the config
+
+
+def run_report_job(app: App, kind: str, *, apply: bool) -> int:
+    """Build the ``kind`` report and deliver it to ``reports.<kind>_to``; the metrics job also
+    writes ``reports.metrics_output``/index.html. Returns 1 when a delivery failed, else 0."""
+    env = report_env(app)
+    targets = []
+    for value in getattr(env.settings, f"{kind}_to"):
+        target = parse_target(value)
+        if target.kind == "file":  # paths in the config are relative to the config file
+            target = Target("file", str(app.config().resolve_path(target.arg)))
+        targets.append(target)
+    ledger = _ledger(env, apply=apply)
+    try:
+        if kind == "digest":
+            data = digest_data(app, env, ledger)
+        elif kind == "agenda":
+            data = agenda_data(app, env)
+        else:
+            data = metrics_data(app, env)
+        results = []
+        if kind == "metrics" and env.settings.metrics_output:
+            directory = app.config().resolve_path(env.settings.metrics_output)
+            assert directory is not None
+            path = output_path(directory, data, "html")
+            write_file(path, deliverer(app, env, ledger, apply=apply).render(data, "html"))
+            results.append(Delivery(f"file:{path}", "written"))
+        results += deliver(app, env, ledger, data, targets, fmt="term", apply=apply)
+    finally:
+        ledger.close()
+    return EXIT_FAILURE if any(r.status == "failed" for r in results) else 0
+
+
 _format = click.option("--format", "fmt", type=click.Choice(FORMATS), default="term", show_default=True,
                        help="Output format for stdout and file: targets.")
 _to = click.option("--to", "to", multiple=True, metavar="TARGET",

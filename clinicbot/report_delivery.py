@@ -46,16 +46,23 @@ class ReportSettings:
     metrics_wiki_path: str = "clinic/metrics/"
     digest_wiki_path: str = "clinic/digest/"
     email_to: tuple[str, ...] = ()
+    # Where the scheduled jobs (`clinicbot serve`) deliver each report; the commands use --to.
+    digest_to: tuple[str, ...] = ("stdout",)
+    agenda_to: tuple[str, ...] = ("stdout",)
+    metrics_to: tuple[str, ...] = ("stdout",)
+    metrics_output: str | None = None  # a directory: the metrics job writes index.html there
 
 
 _INTS = {"window_days": 1, "untouched_days": 1, "weeks": 1, "rotation_days": 0, "excerpt_chars": 20, "history_days": 1}
 _PATHS = ("agenda_wiki_path", "metrics_wiki_path", "digest_wiki_path")
+_TARGETS = ("digest_to", "agenda_to", "metrics_to")
 
 
 def report_settings(config: Config) -> ReportSettings:
     """Validate ``reports:``; an unknown key or a bad value is a ConfigError naming ``reports.<key>``."""
     raw = config.section("reports")
-    known = sorted(set(_INTS) | set(_PATHS) | {"sla_hours", "digest_lookback_hours", "email_to"})
+    known = sorted(set(_INTS) | set(_PATHS) | set(_TARGETS) | {"sla_hours", "digest_lookback_hours", "email_to",
+                                                             "metrics_output"})
     values: dict[str, Any] = {}
     for key, value in raw.items():
         where = f"reports.{key}"
@@ -71,6 +78,20 @@ def report_settings(config: Config) -> ReportSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise config.error(where, f"must be a number of hours greater than 0, not {value!r}")
             value = float(value)
+        elif key in _TARGETS:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise config.error(where, "must be a list of targets: stdout, file:PATH, email, chat, task:T123, wiki")
+            for v in value:
+                try:
+                    parse_target(v)
+                except ConfigError as exc:
+                    raise config.error(where, exc.message) from None
+            value = tuple(value)
+        elif key == "metrics_output":
+            if not isinstance(value, str) or not value.strip():
+                raise config.error(where, "must be a directory (relative to the config file)")
         elif key == "email_to":
             if not isinstance(value, list) or not all(isinstance(v, str) and "@" in v for v in value):
                 raise config.error(where, "must be a list of email addresses")

@@ -351,10 +351,24 @@ def build_metrics_report(
     }
 
 
-def since_or_default(last: datetime | None, now: datetime) -> datetime | None:
-    """The last digest's time if it is in the past (a clock set back must not hide everything)."""
-    return last if last is not None and last < now else None
+# --------------------------------------------------------------------------------------------
+# Scheduler entry points (``scheduler.JOB_TARGETS`` names them here). They only delegate: the
+# I/O lives in cli_reports, everything above stays pure.
 
 
-def meeting_date(agenda: Mapping[str, Any]) -> date:
-    return date.fromisoformat(agenda["meeting_date"])
+def run_digest_job(app: Any, *, apply: bool) -> int:
+    from clinicbot.cli_reports import run_report_job
+
+    return run_report_job(app, "digest", apply=apply)
+
+
+def run_agenda_job(app: Any, *, apply: bool) -> int:
+    from clinicbot.cli_reports import run_report_job
+
+    return run_report_job(app, "agenda", apply=apply)
+
+
+def run_metrics_job(app: Any, *, apply: bool) -> int:
+    from clinicbot.cli_reports import run_report_job
+
+    return run_report_job(app, "metrics", apply=apply)

@@ -309,3 +309,25 @@ def test_demo_shows_the_daily_digest():
     result = CliRunner().invoke(cli, ["--now", NOW_ISO, "demo", "--size", "120"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "Daily triage digest" in result.output and "Unbreak Now!" in result.output
+
+
+def test_scheduled_jobs_deliver_to_the_configured_targets(config):
+    import yaml
+
+    from clinicbot.app import App
+    from clinicbot.reports import run_agenda_job, run_digest_job, run_metrics_job
+
+    data = yaml.safe_load(config.read_text())
+    data["reports"] = {"digest_to": ["file:out/digest.md"], "agenda_to": ["file:out/agenda.html"],
+                       "metrics_to": [], "metrics_output": "page"}  # relative to the config file
+    config.write_text(yaml.safe_dump(data))
+    app = App(config_path=config, now_override=NOW)
+    try:
+        assert run_digest_job(app, apply=False) == 0
+        assert run_agenda_job(app, apply=False) == 0
+        assert run_metrics_job(app, apply=False) == 0
+    finally:
+        app.close()
+    assert (config.parent / "out" / "digest.md").read_text().startswith("# Daily triage digest")
+    assert (config.parent / "out" / "agenda.html").read_text().startswith("<!DOCTYPE html>")
+    assert (config.parent / "page" / "index.html").read_text().count("<svg") == 5
