@@ -107,4 +107,9 @@ def _check_rotation(app: App, client, report: DoctorReport) -> None:
     for w in warnings:
         report.warn(str(w))
     for line in rotation_mod.check_members_on_server(rot, client):
-        report.warn(line)
+        # Soft findings (members marked away) come prefixed "warning: "; a member missing
+        # or disabled on the server is a real problem: nobody could ping them.
+        if line.startswith("warning: "):
+            report.warn(line[len("warning: "):])
+        else:
+            report.problem(line)

@@ -1,0 +1,23 @@
+"""The shipped examples stay valid and in step."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from clinicbot.config import load_config
+from clinicbot.demo import example_rotation_text
+from clinicbot.rotation import load_rotation, validate
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_example_config_loads():
+    cfg = load_config(ROOT / "clinicbot.example.yaml")
+    assert [b.project for b in cfg.boards][0] == "Core Platform Team"
+
+
+def test_packaged_rotation_is_the_example_and_validates():
+    assert example_rotation_text() == (ROOT / "rotation.yaml").read_text()
+    rot = load_rotation(ROOT / "templates" / "examples" / "rotation.yaml")
+    validate(rot, datetime(2026, 11, 22, tzinfo=timezone.utc))
