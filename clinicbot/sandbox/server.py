@@ -126,7 +126,7 @@ def _php_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for key, value in pairs:
         head, _, rest = key.partition("[")
-        path = [head] + (re.findall(r"([^\]]*)\]", "[" + rest) if rest else [])
+        path = [head] + (re.findall(r"\[([^\]]*)\]", "[" + rest) if rest else [])
         node = root
         for i, part in enumerate(path):
             last = i == len(path) - 1
