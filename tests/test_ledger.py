@@ -272,13 +272,13 @@ def test_batch_writes_once(tmp_path, monkeypatch):
 
     writes = []
     real = ledger_mod.atomic_write
-    monkeypatch.setattr(ledger_mod, "atomic_write", lambda p, d: (writes.append(p.name), real(p, d)))
+    monkeypatch.setattr(ledger_mod, "atomic_write", lambda p, d, **kw: (writes.append(p.name), real(p, d, **kw)))
     with Ledger.open(tmp_path) as book:
         writes.clear()
         with book.batch():
             for i in range(20):
                 book.start_episode(finding(task_id=i + 1), NOW)
-        assert writes == [LEDGER_FILE, "ledger.json.bak"]
+        assert writes == [LEDGER_FILE, "ledger.json.bak"]  # one write, not 20
         assert len(book.records()) == 20
 
 
