@@ -1,0 +1,518 @@
+"""Deliveries: the only module that writes to the outside world.
+
+Task comments and subscribers (``maniphest.edit``), chat (a Slack-compatible incoming
+webhook) and email (SMTP); wiki pages live in ``wiki.py``. Everything goes through an
+:class:`Outbox`: callers *plan* actions, then :meth:`Outbox.deliver` checks them against the
+ledger and the per-run cap and — only when applying — performs them.
+
+Never twice. Before each write the ledger records an *intent* (idempotency key, task, text
+hash, time); after it, the outcome. A write whose answer never came (timeout ->
+:class:`ConduitWriteUncertain`, a crash, ``kill -9``) leaves a pending intent; the next run's
+:meth:`Outbox.resolve_pending` looks for the bot's own comment on that task (``transaction.search``
+by the bot's PHID, after the intent time, same text hash) before anything is posted again.
+Chat and email cannot be looked up, so an unconfirmed message is assumed delivered (a missed
+ping is better than a double one); subscribing is idempotent and simply redone.
+
+Test-only hook: with ``crash_after_write=True`` (the runner sets it from the environment
+variable ``CLINICBOT_TEST_CRASH_AFTER_WRITE=1``) the process exits with ``os._exit(137)``
+right after the first successful write and before the ledger hears of it — the SIGKILL
+window the crash tests exercise. Never set it in production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import requests
+
+from clinicbot.errors import (
+    ClinicbotError,
+    ConduitError,
+    ConduitWriteUncertain,
+    SafetyCapExceeded,
+)
+from clinicbot.escape import ZWSP
+from clinicbot.ledger import Intent, Ledger
+
+log = logging.getLogger(__name__)
+
+HANDLERS = ("comment", "subscribe", "chat", "email", "console")
+WRITE_HANDLERS = frozenset({"comment", "subscribe", "chat", "email"})
+STATUSES = ("planned", "posted", "skipped", "failed")
+# The server's clock and ours may differ: look for the bot's comment a little before the intent.
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+class DeliveryError(ClinicbotError):
+    """A chat message or an email could not be delivered."""
+
+
+class DeliveryUncertain(DeliveryError):
+    """The message was handed over but no answer came: it may have been delivered."""
+
+
+def text_hash(text: str) -> str:
+    """Hash of the text as the server will store it (line endings and outer blanks normalised)."""
+    norm = text.replace("\r\n", "\n").strip()
+    return "sha256:" + hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+_MENTION = re.compile(r"(?<![\w@.\-/])@([A-Za-z0-9][A-Za-z0-9._-]*)")
+# In chat, "<@U123>" left after guard_chat's first pass is an intended Slack mention.
+_CHAT_MENTION = re.compile(r"(?<![\w@.\-/<])@([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def guard_mentions(text: str, allowed: Iterable[str], *, pattern: re.Pattern[str] = _MENTION) -> str:
+    """Break every ``@name`` that is not an intended mention.
+
+    Templates escape task text already; this is the last line of defence at the write boundary
+    against a custom template that forgets to, or a username in a fact rendered raw.
+    """
+    ok = {a.lstrip("@").lower() for a in allowed}
+
+    def fix(m: re.Match[str]) -> str:
+        name = m.group(1).rstrip("._-")
+        return m.group(0) if name.lower() in ok else "@" + ZWSP + m.group(1)
+
+    return pattern.sub(fix, text)
+
+
+_SLACK_SPECIAL = re.compile(r"<(![a-z]+(?:\^[^>|]*)?(?:\|[^>]*)?|@[A-Z0-9]+(?:\|[^>]*)?)>")
+
+
+def guard_chat(text: str, allowed: Iterable[str]) -> str:
+    """Chat: ``@name`` as above, plus Slack's ``<!channel>``/``<!here>``/``<@U123>`` unless intended."""
+    ok = set(allowed)
+    text = _SLACK_SPECIAL.sub(lambda m: m.group(0) if m.group(0) in ok else "&lt;" + m.group(1) + "&gt;", text)
+    return guard_mentions(text, [a for a in ok if not a.startswith("<")], pattern=_CHAT_MENTION)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """An engineer to ping: Phabricator username (and PHID once known), email, chat handle."""
+
+    username: str
+    name: str = ""
+    email: str = ""
+    chat: str = ""
+    phid: str | None = None
+
+    @property
+    def chat_handle(self) -> str:
+        # A rotation's chat handle is used verbatim ("<@U024BE7LH>" or "@alice"); default: @username.
+        return self.chat or "@" + self.username
+
+
+@dataclass
+class Action:
+    handler: str  # comment | subscribe | chat | email | console
+    task: str | None  # "T123", or None for messages not about one task
+    status: str  # planned | posted | skipped | failed
+    text: str
+    key: str  # idempotency key
+    error: str = ""
+    reason: str = ""  # why skipped
+    target: str = ""  # where it goes, for humans: "T123", "chat webhook", "alice@example.org"
+    task_phid: str | None = None
+    subject: str = ""
+    html: str | None = None
+    recipients: list[str] = field(default_factory=list)
+    user_phids: list[str] = field(default_factory=list)
+    refs: list[Any] = field(default_factory=list)  # opaque to the outbox (the runner: ledger record ids)
+    transaction_phid: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    already: bool = False  # skipped because the same key was delivered earlier: counts as done
+
+    @property
+    def is_write(self) -> bool:
+        return self.handler in WRITE_HANDLERS
+
+    @property
+    def done(self) -> bool:
+        return self.status == "posted" or self.already
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"handler": self.handler, "task": self.task, "status": self.status, "target": self.target,
+                "text": self.text, "key": self.key}
+        if self.subject:
+            data["subject"] = self.subject
+        if self.recipients:
+            data["recipients"] = list(self.recipients)
+        if self.reason:
+            data["reason"] = self.reason
+        if self.error:
+            data["error"] = self.error
+        if self.transaction_phid:
+            data["transaction_phid"] = self.transaction_phid
+        return data
+
+
+@dataclass
+class Resolution:
+    """What became of a pending intent from an earlier run."""
+
+    intent: Intent
+    outcome: str  # found | not-applied | assumed | unresolved
+    transaction_phid: str | None = None
+    detail: str = ""
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome in ("found", "assumed")
+
+
+# --------------------------------------------------------------------------------------------
+# Senders: the only objects that talk to chat and SMTP. Tests pass fakes.
+
+
+class ChatSender(Protocol):
+    def send(self, text: str) -> None: ...
+
+
+class EmailSender(Protocol):
+    def send(self, to: Sequence[str], subject: str, text: str, html: str | None) -> None: ...
+
+
+class WebhookChatSender:
+    """Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat): POST ``{"text": …}``."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0, session: requests.Session | None = None):
+        self.url = url
+        self.timeout = timeout
+        self.session = session or requests.Session()
+
+    def __repr__(self) -> str:  # the URL is a secret (anyone holding it can post)
+        return "WebhookChatSender(<url hidden>)"
+
+    def send(self, text: str) -> None:
+        try:
+            resp = self.session.post(self.url, json={"text": text}, timeout=self.timeout)
+        except requests.exceptions.ConnectTimeout:
+            raise DeliveryError("chat webhook: could not connect (check delivery.chat.webhook_env)") from None
+        except requests.exceptions.ReadTimeout:
+            raise DeliveryUncertain("chat webhook: no answer in time; the message may have been posted") from None
+        except requests.exceptions.ConnectionError:
+            raise DeliveryError("chat webhook: connection failed (check the URL in delivery.chat.webhook_env)") from None
+        except requests.exceptions.RequestException as exc:
+            raise DeliveryError(f"chat webhook: {type(exc).__name__}") from None
+        if not 200 <= resp.status_code < 300:
+            snippet = " ".join(resp.text[:100].split())
+            raise DeliveryError(f"chat webhook answered HTTP {resp.status_code} ({snippet})")
+
+
+class SMTPEmailSender:
+    """Plain SMTP with optional STARTTLS (or implicit TLS) and login; one connection per run."""
+
+    def __init__(self, host: str, port: int = 587, *, sender: str, starttls: bool = True, use_ssl: bool = False,
+                 username: str | None = None, password: str | None = None, timeout: float = 30.0,
+                 smtp_factory: Callable[..., Any] | None = None):
+        self.host, self.port, self.sender = host, port, sender
+        self.starttls, self.use_ssl = starttls, use_ssl
+        self.username, self._password = username, password
+        self.timeout = timeout
+        self.smtp_factory = smtp_factory or (smtplib.SMTP_SSL if use_ssl else smtplib.SMTP)
+
+    def __repr__(self) -> str:
+        return f"SMTPEmailSender({self.host!r}, {self.port})"
+
+    def message(self, to: Sequence[str], subject: str, text: str, html: str | None) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(to)
+        msg["Subject"] = subject
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a bot
+        msg.set_content(text)
+        if html:
+            msg.add_alternative(html, subtype="html")
+        return msg
+
+    def send(self, to: Sequence[str], subject: str, text: str, html: str | None) -> None:
+        msg = self.message(to, subject, text, html)
+        try:
+            with self.smtp_factory(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls and not self.use_ssl:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.username:
+                    smtp.login(self.username, self._password or "")
+                smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise DeliveryError(f"email: the SMTP server refused {', '.join(exc.recipients)}") from None
+        except (smtplib.SMTPServerDisconnected, TimeoutError) as exc:
+            # The DATA may or may not have been accepted.
+            raise DeliveryUncertain(f"email via {self.host}:{self.port}: {type(exc).__name__}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"email via {self.host}:{self.port} failed: {exc} (check delivery.email)") from None
+
+
+# --------------------------------------------------------------------------------------------
+# The outbox
+
+
+class Outbox:
+    """Collects planned actions; delivers them (only when ``apply``) under the cap and the ledger.
+
+    >>> box = Outbox(client, ledger, apply=False, cap=20, now=now)          # doctest: +SKIP
+    >>> box.comment(task, text, key="check:T12:…", mentions=["alice"])      # doctest: +SKIP
+    >>> box.deliver()                                                       # doctest: +SKIP
+    """
+
+    def __init__(self, client: Any, ledger: Ledger, *, apply: bool, cap: int, now: datetime,
+                 chat_sender: ChatSender | None = None, email_sender: EmailSender | None = None,
+                 console: Callable[[str], None] | None = None, bot_phid: str | None = None,
+                 crash_after_write: bool = False, clock: Callable[[], datetime] | None = None):
+        self.client = client
+        self.ledger = ledger
+        self.apply = apply
+        self.cap = cap
+        self.now = now
+        self.chat_sender = chat_sender
+        self.email_sender = email_sender
+        self.console = console or (lambda text: None)
+        self.bot_phid = bot_phid
+        self.crash_after_write = crash_after_write
+        # The real clock, for intents: the server stamps comments with it, not with ``now``
+        # (which a --now run may have moved). Default: ``now`` (tests, simulations).
+        self.clock = clock or (lambda: now)
+        self.actions: list[Action] = []
+        # (handler, task PHID) pairs with an unconfirmed earlier write: nothing new goes there
+        # until a later run has confirmed or ruled it out.
+        self._blocked: set[tuple[str, str | None]] = set()
+
+    # -- planning ------------------------------------------------------------------------------
+    def _add(self, action: Action) -> Action:
+        self.actions.append(action)
+        return action
+
+    def comment(self, task: Any, text: str, key: str, *, mentions: Iterable[str] = (), refs: Iterable[Any] = ()) -> Action:
+        """A comment on a task. ``mentions``: the usernames it may ``@mention``; any other is broken."""
+        mentions = list(mentions)
+        return self._add(Action("comment", f"T{task.id}", "planned", guard_mentions(text, mentions), key,
+                                target=f"T{task.id}", task_phid=task.phid, recipients=mentions, refs=list(refs)))
+
+    def subscribe(self, task: Any, user_phids: Iterable[str], key: str, *, usernames: Iterable[str] = (),
+                  refs: Iterable[Any] = ()) -> Action:
+        phids = list(dict.fromkeys(user_phids))
+        names = list(usernames)
+        return self._add(Action("subscribe", f"T{task.id}", "planned", "subscribers.add: " + (", ".join(names) or ", ".join(phids)),
+                                key, target=f"T{task.id}", task_phid=task.phid, user_phids=phids, recipients=names,
+                                refs=list(refs)))
+
+    def chat(self, text: str, key: str, *, mentions: Iterable[str] = (), refs: Iterable[Any] = ()) -> Action:
+        mentions = list(mentions)
+        action = Action("chat", None, "planned", guard_chat(text, mentions), key, target="chat webhook",
+                        recipients=mentions, refs=list(refs))
+        if self.chat_sender is None:
+            action.status, action.error = "failed", "chat is not configured (set delivery.chat.webhook_env and that variable)"
+        return self._add(action)
+
+    def email(self, to: Sequence[str], subject: str, text: str, html: str | None, key: str, *,
+              mentions: Iterable[str] = (), refs: Iterable[Any] = ()) -> Action:
+        # Email addresses contain "@": the guard would break them, so only the body is guarded
+        # and the recipient list is kept apart.
+        allowed = list(mentions)
+        action = Action("email", None, "planned", guard_mentions(text, allowed), key, target=", ".join(to),
+                        subject=subject, html=guard_mentions(html, allowed) if html else html,
+                        recipients=list(to), refs=list(refs))
+        if not to:
+            action.status, action.reason = "skipped", "nobody to email (no email address for the engineers on duty)"
+        elif self.email_sender is None:
+            action.status, action.error = "failed", "email is not configured (set delivery.email.host and delivery.email.from)"
+        return self._add(action)
+
+    def console_message(self, text: str, key: str, *, task: str | None = None, refs: Iterable[Any] = ()) -> Action:
+        return self._add(Action("console", task, "planned", text, key, target="console", refs=list(refs)))
+
+    def skip(self, handler: str, task: str | None, key: str, reason: str, *, text: str = "",
+             refs: Iterable[Any] = ()) -> Action:
+        return self._add(Action(handler, task, "skipped", text, key, reason=reason, target=task or "", refs=list(refs)))
+
+    def planned_writes(self) -> int:
+        return sum(1 for a in self.actions if a.status == "planned" and a.is_write)
+
+    # -- never twice: earlier runs' unconfirmed writes -------------------------------------------
+    def resolve_pending(self) -> list[Resolution]:
+        """Settle every pending intent of an earlier run before anything new is planned."""
+        out = []
+        for intent in self.ledger.pending_intents():
+            res = self._resolve(intent)
+            out.append(res)
+            if res.outcome == "unresolved":
+                self._blocked.add((intent.handler, intent.task_phid))
+                log.warning("cannot confirm the earlier %s on %s yet (%s); not writing there this run",
+                            intent.handler, intent.task or "-", res.detail)
+                continue
+            with self.ledger.batch():
+                self.ledger.finish_intent(intent.doc_id, res.outcome, self.now,
+                                          transaction_phid=res.transaction_phid, error=res.detail)
+                if res.delivered:
+                    self.ledger.mark_delivered(intent.key, intent.at, handler=intent.handler, task=intent.task,
+                                               transaction_phid=res.transaction_phid, resolved=res.outcome)
+        return out
+
+    def _resolve(self, intent: Intent) -> Resolution:
+        if intent.handler == "comment":
+            if not intent.task_phid or not self.bot_phid:
+                return Resolution(intent, "unresolved", detail="no task or bot PHID to look up the comment")
+            try:
+                phid = self.find_own_comment(intent.task_phid, intent.text_hash, intent.earliest - CLOCK_SKEW)
+            except ConduitError as exc:
+                return Resolution(intent, "unresolved", detail=str(exc))
+            if phid is not None:
+                return Resolution(intent, "found", phid, "the comment was posted (found on the task)")
+            return Resolution(intent, "not-applied", detail="no such comment on the task: it was not posted")
+        if intent.handler in ("chat", "email"):
+            return Resolution(intent, "assumed", detail="cannot be looked up; assumed delivered (never twice)")
+        # subscribe: doing it again changes nothing if it happened.
+        return Resolution(intent, "not-applied", detail="idempotent; redone if still wanted")
+
+    def find_own_comment(self, task_phid: str, wanted_hash: str, since: datetime) -> str | None:
+        """PHID of the bot's comment on the task after ``since`` whose text hashes to ``wanted_hash``."""
+        since_epoch = since.timestamp()
+        for page in self.client.search_pages("transaction.search", objectIdentifier=task_phid,
+                                             constraints={"authorPHIDs": [self.bot_phid]}):
+            for item in page:
+                if (item.get("dateCreated") or 0) < since_epoch:
+                    return None  # newest first: everything further is older
+                for c in item.get("comments") or []:
+                    raw = ((c or {}).get("content") or {}).get("raw")
+                    if raw and not c.get("removed") and text_hash(raw) == wanted_hash:
+                        return item.get("phid")
+        return None
+
+    # -- delivery ------------------------------------------------------------------------------
+    def deliver(self) -> list[Action]:
+        """Check keys and the cap, then (only when applying) perform every planned action in order.
+
+        Raises :class:`SafetyCapExceeded` before the first write when more writes are planned
+        than ``cap`` (in a dry run too, so the dry run tells what the real run would do).
+        """
+        for action in self.actions:
+            if action.status != "planned":
+                continue
+            if action.is_write and self.ledger.already_delivered(action.key):
+                earlier = self.ledger.delivery(action.key) or {}
+                action.status, action.already = "skipped", True
+                action.reason = f"already delivered at {earlier.get('at', '?')}"
+            elif (action.handler, action.task_phid) in self._blocked:
+                action.status = "skipped"
+                action.reason = "an earlier write here is unconfirmed; checked again next run"
+        planned = self.planned_writes()
+        if planned > self.cap:
+            raise SafetyCapExceeded(self.cap, planned)
+        if not self.apply:
+            return self.actions  # a dry run: everything stays "planned" and is shown, not sent
+        for action in self.actions:
+            if action.status == "planned":
+                self._perform(action)
+        return self.actions
+
+    def _perform(self, action: Action) -> None:
+        if action.handler == "console":
+            self.console(action.text)
+            action.status = "posted"
+            return
+        intent_id = self.ledger.record_intent(key=action.key, handler=action.handler, task_phid=action.task_phid,
+                                              task=action.task, text_hash=text_hash(action.text), at=self.now,
+                                              refs=action.refs, text=action.text, wall_at=self.clock())
+        try:
+            action.transaction_phid = self._write(action)
+        except (ConduitWriteUncertain, DeliveryUncertain) as exc:
+            # Unknown fate: the intent stays pending and the next run checks before writing again.
+            self.ledger.note_intent_error(intent_id, str(exc))
+            action.status, action.error = "failed", f"uncertain: {exc}"
+            self._blocked.add((action.handler, action.task_phid))
+            log.warning("%s on %s: %s", action.handler, action.target, exc)
+            return
+        except ClinicbotError as exc:
+            self.ledger.finish_intent(intent_id, "failed", self.now, error=str(exc))
+            action.status, action.error = "failed", str(exc)
+            log.warning("%s on %s failed: %s", action.handler, action.target, exc)
+            return
+        if self.crash_after_write:
+            os._exit(137)  # test-only: die in the window between the write and the ledger update
+        with self.ledger.batch():  # outcome and idempotency key land in one file write
+            self.ledger.finish_intent(intent_id, "posted", self.now, transaction_phid=action.transaction_phid)
+            self.ledger.mark_delivered(action.key, self.now, handler=action.handler, task=action.task,
+                                       transaction_phid=action.transaction_phid)
+        action.status = "posted"
+
+    def _write(self, action: Action) -> str | None:
+        if action.handler == "comment":
+            return self._edit(action, [{"type": "comment", "value": action.text}])
+        if action.handler == "subscribe":
+            return self._edit(action, [{"type": "subscribers.add", "value": action.user_phids}])
+        if action.handler == "chat":
+            assert self.chat_sender is not None
+            self.chat_sender.send(action.text)
+            return None
+        if action.handler == "email":
+            assert self.email_sender is not None
+            self.email_sender.send(action.recipients, action.subject, action.text, action.html)
+            return None
+        raise ValueError(f"unknown handler {action.handler!r}")
+
+    def _edit(self, action: Action, transactions: list[dict[str, Any]]) -> str | None:
+        result = self.client.call("maniphest.edit", objectIdentifier=action.task_phid, transactions=transactions)
+        xactions = (result or {}).get("transactions") or []
+        return (xactions[0] or {}).get("phid") if xactions else None
+
+    # -- summaries -------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for a in self.actions:
+            out[a.status] = out.get(a.status, 0) + 1
+        return out
+
+
+def chat_sender_from_config(delivery: dict[str, Any], env: dict[str, str] | Any) -> WebhookChatSender | None:
+    """``delivery.chat.webhook_env`` names the variable holding the webhook URL (a secret)."""
+    chat = delivery.get("chat") or {}
+    var = chat.get("webhook_env")
+    url = env.get(var) if var else None
+    if not url:
+        return None
+    return WebhookChatSender(url, timeout=float(chat.get("timeout", 10)))
+
+
+def email_sender_from_config(delivery: dict[str, Any], env: dict[str, str] | Any) -> SMTPEmailSender | None:
+    """``delivery.email``: host, port, starttls, ssl, from, username_env, password_env, timeout."""
+    mail = delivery.get("email") or {}
+    if not mail.get("host") or not mail.get("from"):
+        return None
+    user_env, pass_env = mail.get("username_env"), mail.get("password_env")
+    use_ssl = bool(mail.get("ssl", False))
+    return SMTPEmailSender(
+        str(mail["host"]), int(mail.get("port", 465 if use_ssl else 587)), sender=str(mail["from"]),
+        starttls=bool(mail.get("starttls", not use_ssl)), use_ssl=use_ssl,
+        username=env.get(user_env) if user_env else None, password=env.get(pass_env) if pass_env else None,
+        timeout=float(mail.get("timeout", 30)),
+    )
+
+
+def describe(actions: Iterable[Action]) -> list[str]:
+    """One line per action for logs and the dry-run header."""
+    return [f"{a.status:8} {a.handler:9} {a.target or '-'}: {a.reason or a.error or iso_line(a.text)}" for a in actions]
+
+
+def iso_line(text: str, limit: int = 80) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+__all__ = [
+    "Action", "ChatSender", "DeliveryError", "DeliveryUncertain", "EmailSender", "Outbox", "Recipient", "Resolution",
+    "SMTPEmailSender", "WebhookChatSender", "chat_sender_from_config", "email_sender_from_config", "guard_chat",
+    "guard_mentions", "text_hash",
+]
