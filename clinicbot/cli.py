@@ -178,7 +178,7 @@ def _register_optional_commands() -> None:
     # Commands owned by feature modules; each registers itself if present.
     import importlib
 
-    for module, name in (("clinicbot.cli_rotation", "rotation"),
+    for module, name in (("clinicbot.cli_rotation", "rotation"), ("clinicbot.cli_checks", "check"), ("clinicbot.cli_checks", "ledger"),
                          ("clinicbot.cli_ops", "serve"), ("clinicbot.cli_ops", "sync"), ("clinicbot.cli_ops", "status"),
                          ("clinicbot.cli_reports", "digest"), ("clinicbot.cli_reports", "agenda"), ("clinicbot.cli_reports", "metrics")):
         try:

@@ -1,0 +1,193 @@
+"""``clinicbot check`` and ``clinicbot ledger``: thin commands over :mod:`clinicbot.runner` and the ledger.
+
+Exit codes of ``check``: 0 nothing fired; 1 findings fired or a check failed (named on
+stderr); 2 config/state problems (lock held, corrupt ledger); 3 Phabricator; 4 the write cap.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.table import Table
+
+from clinicbot.app import App, parse_now
+from clinicbot.errors import ConfigError, SafetyCapExceeded
+
+
+def parse_task(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if text[:1] in "tT":
+        text = text[1:]
+    if not text.isdigit():
+        raise ConfigError(None, "--task", f"{value!r} is not a task like T123")
+    return int(text)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+@click.command("check")
+@click.option("--apply", "apply_", is_flag=True, help="Really post comments and send messages (default: dry run, "
+              "unless the config says apply: true).")
+@click.option("--dry-run", is_flag=True, help="Never write, even when the config says apply: true.")
+@click.option("--only", metavar="SLUG", default=None, help="Run only this check.")
+@click.option("--task", "task", metavar="T123", default=None, help="Only findings about this task.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def check(app: App, apply_: bool, dry_run: bool, only: str | None, task: str | None, fmt: str) -> None:
+    """Run the checks and deal with what they find: comment, subscribe, chat, email (dry run unless applied).
+
+    A finding already handled is repeated only after its repetition_seconds; a condition that
+    went away and came back starts a new episode. Exit 0 when nothing fired, 1 when findings
+    fired or a check failed, 4 when more writes were planned than max_writes_per_run.
+    """
+    from clinicbot.runner import run_check_job
+
+    if apply_ and dry_run:
+        raise ConfigError(None, "--apply", "--apply and --dry-run contradict each other; pick one")
+    try:
+        # With --format json stdout is the JSON document: the console handler writes to stderr.
+        console = (lambda text: click.echo(text, err=True)) if fmt == "json" else None
+        result = run_check_job(app, apply=False if dry_run else (True if apply_ else None), only=only,
+                               task=parse_task(task), console=console)
+    except SafetyCapExceeded as exc:
+        result = getattr(exc, "result", None)
+        if result is None:
+            raise
+    for failure in result.failures:
+        click.echo(f"clinicbot: check {getattr(failure, 'slug', '?')} failed: {getattr(failure, 'error', failure)}",
+                   err=True)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json(), indent=2, default=_json_default))
+    else:
+        render_result(app, result)
+    if result.cap_error is not None:
+        click.echo(f"clinicbot: error: {result.cap_error}", err=True)
+    sys.exit(result.exit_code)
+
+
+def render_result(app: App, result: Any) -> None:
+    out = app.console
+    mode = "APPLY" if result.apply else "DRY RUN (nothing is posted; pass --apply to post)"
+    out.print(f"clinicbot check at {result.now.isoformat()} - {mode}", markup=False, highlight=False)
+    if result.recipients or result.on_duty_note:
+        names = ", ".join(r.username for r in result.recipients) or "nobody"
+        extra = f" ({result.on_duty_note})" if result.on_duty_note else ""
+        out.print(f"on duty: {names}{extra}", markup=False, highlight=False)
+    if not result.findings:
+        out.print("no findings", markup=False)
+    else:
+        table = Table(title=f"{len(result.findings)} finding(s)", title_justify="left")
+        for col in ("check", "task", "severity", "decision", "summary"):
+            table.add_column(col, overflow="fold")
+        decisions = {d.finding.key: d for d in result.decisions}
+        for f in result.findings:
+            d = decisions.get(f.key)
+            decision = ("act: " + ", ".join(d.handlers) if d.act else d.reason) if d else ""
+            table.add_row(f.slug, f"T{f.task_id}" if f.task_id is not None else "-", f.severity, decision, f.summary)
+        out.print(table, markup=False, highlight=False)
+    if result.cleared:
+        out.print("cleared (condition gone): " + ", ".join(r.key for r in result.cleared), markup=False, highlight=False)
+    for res in result.resolutions:
+        out.print(f"earlier {res.intent.handler} on {res.intent.task or '-'}: {res.outcome} ({res.detail})",
+                  markup=False, highlight=False)
+    if result.actions:
+        table = Table(title=f"{len(result.actions)} action(s)", title_justify="left")
+        for col in ("handler", "where", "status", "detail"):
+            table.add_column(col, overflow="fold")
+        for a in result.actions:
+            table.add_row(a.handler, a.target or "-", a.status, a.error or a.reason or "")
+        out.print(table, markup=False, highlight=False)
+    # Exactly what would be (or was) posted where: the full texts, never interpreted as markup.
+    for a in result.actions:
+        if a.status not in ("planned", "posted") or a.handler == "console":
+            continue
+        verb = "would post" if a.status == "planned" else "posted"
+        head = f"--- {verb}: {a.handler} -> {a.target or '-'}"
+        if a.subject:
+            head += f" (subject: {a.subject})"
+        out.print(head, markup=False, highlight=False)
+        out.print(a.text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+
+
+@click.command("ledger")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="Records to show.")
+@click.option("--snooze", metavar="SLUG|T123", default=None, help="Skip a check or a task until --until.")
+@click.option("--until", metavar="DATE", default=None, help="End of the snooze (ISO date or date-time; UTC if no offset).")
+@click.option("--reason", default="", help="Why it is snoozed (shown in the skipped actions).")
+@click.option("--unsnooze", metavar="SLUG|T123", default=None, help="End a snooze now.")
+@click.option("--handled", metavar="KEY", default=None, help="Mark a finding handled (e.g. untriaged:T123).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: str, unsnooze: str | None,
+           handled: str | None, fmt: str) -> None:
+    """Show what fired and what was done; snooze a check or a task; mark a finding handled."""
+    from clinicbot.ledger import Ledger, iso, normalise_target
+
+    config = app.config()
+    now = app.now()
+    if snooze and not until:
+        raise ConfigError(None, "--until", "--snooze needs --until DATE")
+    if until and not snooze:
+        raise ConfigError(None, "--snooze", "--until only makes sense with --snooze SLUG|T123")
+    writing = bool(snooze or handled or unsnooze)
+    with Ledger.open(config.state_dir, readonly=not writing) as book:
+        if snooze:
+            end = parse_now(until or "", "--until")
+            if end <= now:
+                raise ConfigError(None, "--until", f"{until} is not in the future")
+            s = book.snooze(snooze, end, now, reason)
+            click.echo(f"snoozed {s.target} until {iso(s.until)}")
+        if unsnooze:
+            target = normalise_target(unsnooze)
+            book.snooze(target, now, now, "ended by hand")
+            click.echo(f"snooze of {target} ended")
+        if handled:
+            rec = book.mark_handled(handled, now)
+            click.echo(f"{rec.key} marked handled (episode {rec.episode}, handled {rec.times_handled} time(s))")
+        records = book.records(limit=limit)
+        snoozes = book.snoozes(now)
+        pending = [i for i in book.intents(limit=200) if i.get("status") == "pending"]
+    if fmt == "json":
+        data = {
+            "records": [{"key": r.key, "check_slug": r.check_slug, "task": r.task if r.task_id is not None else None,
+                         "episode": r.episode, "created_at": r.created_at, "last_seen_at": r.last_seen_at,
+                         "handled_at": r.handled_at, "times_handled": r.times_handled, "cleared_at": r.cleared_at,
+                         "open": r.is_open, "outcomes": r.outcomes} for r in records],
+            "snoozes": [{"target": s.target, "until": s.until, "reason": s.reason} for s in snoozes],
+            "pending_intents": pending,
+        }
+        click.echo(json.dumps(data, indent=2, default=_json_default))
+        return
+    if writing and not records:
+        return
+    table = Table(title=f"ledger: {len(records)} most recent record(s)", title_justify="left")
+    for col in ("key", "ep", "first seen", "last seen", "handled", "times", "state", "last outcome"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        last = r.outcomes[-1] if r.outcomes else None
+        outcome = f"{last['handler']} {last['status']}" if last else ""
+        table.add_row(r.key, str(r.episode), _short(r.created_at), _short(r.last_seen_at), _short(r.handled_at),
+                      str(r.times_handled), "open" if r.is_open else f"cleared {_short(r.cleared_at)}", outcome)
+    app.console.print(table, markup=False, highlight=False)
+    for s in snoozes:
+        app.console.print(f"snoozed: {s.target} until {iso(s.until)}" + (f" ({s.reason})" if s.reason else ""),
+                          markup=False, highlight=False)
+    for i in pending:
+        app.console.print(f"unconfirmed write: {i['handler']} on {i.get('task') or '-'} at {i['at']} "
+                          "(checked on the next run before anything is posted again)", markup=False, highlight=False)
+
+
+def _short(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M") if at else ""
