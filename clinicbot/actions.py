@@ -109,8 +109,9 @@ class Recipient:
 
     @property
     def chat_handle(self) -> str:
-        # A rotation's chat handle is used verbatim ("<@U024BE7LH>" or "@alice"); default: @username.
-        return self.chat or "@" + self.username
+        # The rotation's chat handle, verbatim ("<@U024BE7LH>" or "@alice"). Without one, the
+        # username as plain text: a Phabricator name may be someone else's handle in chat.
+        return self.chat or self.username
 
 
 @dataclass
@@ -289,6 +290,7 @@ class Outbox:
         # (handler, task PHID) pairs with an unconfirmed earlier write: nothing new goes there
         # until a later run has confirmed or ruled it out.
         self._blocked: set[tuple[str, str | None]] = set()
+        self.resolutions: list[Resolution] | None = None  # None: resolve_pending() not run yet
 
     # -- planning ------------------------------------------------------------------------------
     def _add(self, action: Action) -> Action:
@@ -343,8 +345,13 @@ class Outbox:
 
     # -- never twice: earlier runs' unconfirmed writes -------------------------------------------
     def resolve_pending(self) -> list[Resolution]:
-        """Settle every pending intent of an earlier run before anything new is planned."""
-        out = []
+        """Settle every pending intent of an earlier run (of any job) before anything is written.
+
+        Call it before planning when the outcome matters to the plan (the check runner does);
+        :meth:`deliver` calls it anyway if nobody did.
+        """
+        out: list[Resolution] = []
+        self.resolutions = out
         for intent in self.ledger.pending_intents():
             res = self._resolve(intent)
             out.append(res)
@@ -398,6 +405,8 @@ class Outbox:
         Raises :class:`SafetyCapExceeded` before the first write when more writes are planned
         than ``cap`` (in a dry run too, so the dry run tells what the real run would do).
         """
+        if self.resolutions is None:
+            self.resolve_pending()
         for action in self.actions:
             if action.status != "planned":
                 continue

@@ -273,7 +273,7 @@ class Planner:
         handles = [r.chat_handle for r in self.recipients]
         text = self.templates.render("chat/findings.chat.j2", mentions=handles, **self._context(ds))
         key = f"chat:{_short_hash(_handling_id(d) for d in ds)}"
-        self.outbox.chat(text, key, mentions=handles, refs=[_ref(d) for d in ds])
+        self.outbox.chat(text, key, mentions=[r.chat for r in self.recipients if r.chat], refs=[_ref(d) for d in ds])
 
     def _email(self, ds: list[Decision]) -> None:
         ctx = self._context(ds)

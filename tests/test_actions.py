@@ -232,6 +232,16 @@ def test_unconfirmable_chat_is_assumed_delivered(ledger):
     assert chat.sent == []
 
 
+def test_deliver_settles_earlier_intents_even_if_nobody_asked(ledger):
+    # e.g. a report job reusing the outbox: its crashed digest must not go out twice
+    ledger.record_intent(key="digest:2026-11-22", handler="chat", task_phid=None, task=None, text_hash="h", at=NOW)
+    chat = FakeChat()
+    box = outbox(FakeClient(), ledger, chat_sender=chat)
+    a = box.chat("the digest", "digest:2026-11-22")
+    box.deliver()
+    assert a.status == "skipped" and a.already and chat.sent == []
+
+
 def test_lookup_failure_blocks_the_task_until_next_run(ledger):
     class Down(FakeClient):
         def search_pages(self, method, **params):

@@ -22,6 +22,8 @@ from clinicbot.errors import EXIT_CAP, EXIT_CONFIG
 from clinicbot.ledger import Ledger, StateLock
 from clinicbot.sandbox import Sandbox, generate_scenario
 
+from test_actions import HOSTILE, live_mentions, smtp_server, webhook  # noqa: F401 (fixtures)
+
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 DAY = 86400
 REPO = Path(__file__).resolve().parents[1]
@@ -300,3 +302,47 @@ def test_corrupt_ledger_stops_the_run_with_one_clear_line(sandbox, tmp_path):
     assert code == EXIT_CONFIG
     assert err.count("\n") == 1 and str(ledger) in err and "ledger.json.bak" in err
     assert sandbox.stats.requests["maniphest.edit"] == edits
+
+
+# -- the real senders, configured through delivery: ------------------------------------------------
+
+
+def test_hostile_title_end_to_end_in_comment_chat_and_email(sandbox, tmp_path, webhook, smtp_server):
+    url, hook = webhook
+    port, mailbox = smtp_server
+    config = make_config(tmp_path, sandbox, commenting=())
+    _, data = run_json(config, "--only", "untriaged")
+    task = data["findings"][0]["task"]
+    sandbox.store.edit(int(task[1:]), "alice", [{"type": "title", "value": HOSTILE}])
+    raw = yaml.safe_load(config.read_text())
+    raw["checks"]["untriaged"]["handlers"] = ["comment", "chat", "email"]
+    raw["delivery"] = {"chat": {"webhook_env": "TEST_CHAT_WEBHOOK", "timeout": 5},
+                       "email": {"host": "127.0.0.1", "port": port, "starttls": False, "from": "clinicbot@example.org"}}
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    code, out, err = run(config, "check", "--apply", "--only", "untriaged", "--task", task,
+                         env={"TEST_CHAT_WEBHOOK": url})
+    assert code == 1, err
+
+    [comment] = bot_comments(sandbox, task)
+    assert live_mentions(comment) == {"carol", "dave"}  # the engineers on duty, nobody else
+    [payload] = [r["body"] for r in hook.received]
+    assert set(payload) == {"text"}
+    text = payload["text"]
+    assert text.startswith("@carol dave ")  # carol's chat handle from the rotation; dave has none
+    assert "<!channel>" not in text and "<script>" not in text and live_mentions(text) == {"carol"}
+    assert "&lt;!channel&gt;" in text and "{F1}" in text
+    [mail] = mailbox.messages
+    assert sorted(mail["to"]) == ["<carol@example.com>", "<dave@example.com>"]
+    from email import message_from_bytes
+    from email.policy import default as default_policy
+
+    msg = message_from_bytes(mail["data"], policy=default_policy)
+    assert live_mentions(str(msg["Subject"])) == set() and "{F1}" in str(msg["Subject"])
+    body = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    assert live_mentions(body) == set() and live_mentions(html) == set()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    # a rerun right away sends nothing anywhere
+    run(config, "check", "--apply", "--only", "untriaged", "--task", task, env={"TEST_CHAT_WEBHOOK": url})
+    assert len(hook.received) == 1 and len(mailbox.messages) == 1 and len(bot_comments(sandbox, task)) == 1
