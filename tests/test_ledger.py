@@ -284,9 +284,8 @@ def test_batch_writes_once(tmp_path, monkeypatch):
 
 def test_prune_forgets_old_cleared_records(tmp_path):
     with Ledger.open(tmp_path) as book:
-        rec = book.start_episode(finding(), NOW - timedelta(days=400))
+        book.start_episode(finding(), NOW - timedelta(days=400))
         book.clear_missing(set(), NOW - timedelta(days=300))
         book.start_episode(finding(task_id=2), NOW)
         assert book.prune(NOW) == 1
         assert [r.key for r in book.records()] == ["untriaged:T2"]
-        del rec

@@ -346,3 +346,16 @@ def test_hostile_title_end_to_end_in_comment_chat_and_email(sandbox, tmp_path, w
     # a rerun right away sends nothing anywhere
     run(config, "check", "--apply", "--only", "untriaged", "--task", task, env={"TEST_CHAT_WEBHOOK": url})
     assert len(hook.received) == 1 and len(mailbox.messages) == 1 and len(bot_comments(sandbox, task)) == 1
+
+
+def test_away_engineers_are_not_pinged_and_the_manager_covers_for_nobody(sandbox, tmp_path):
+    config = make_config(tmp_path, sandbox, commenting=("unbreak-now",))
+    sandbox.store.set_availability("carol", "away")
+    _, data = run_json(config, "--only", "unbreak-now")
+    texts = [a["text"] for a in data["actions"] if a["handler"] == "comment"]
+    assert texts and all(t.startswith("@dave: ") and "@carol" not in t for t in texts)
+    sandbox.store.set_availability("dave", "away")
+    _, data = run_json(config, "--only", "unbreak-now")
+    texts = [a["text"] for a in data["actions"] if a["handler"] == "comment"]
+    assert texts and all(t.startswith("@erin: ") and "everyone on duty is away" in t for t in texts)
+    assert data["on_duty"] == ["erin"]
