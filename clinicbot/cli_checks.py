@@ -173,13 +173,16 @@ def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: 
     if writing and not records:
         return
     table = Table(title=f"ledger: {len(records)} most recent record(s)", title_justify="left")
-    for col in ("key", "ep", "first seen", "last seen", "handled", "times", "state", "last outcome"):
-        table.add_column(col, overflow="fold")
+    table.add_column("key", overflow="fold")
+    for col in ("ep", "first seen", "handled", "times", "state"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("last outcomes", min_width=16)
     for r in records:
-        last = r.outcomes[-1] if r.outcomes else None
-        outcome = f"{last['handler']} {last['status']}" if last else ""
-        table.add_row(r.key, str(r.episode), _short(r.created_at), _short(r.last_seen_at), _short(r.handled_at),
-                      str(r.times_handled), "open" if r.is_open else f"cleared {_short(r.cleared_at)}", outcome)
+        # The outcomes of the latest handling (they share its time): "comment posted, chat failed".
+        last_at = r.outcomes[-1]["at"] if r.outcomes else None
+        outcome = ", ".join(f"{o['handler']} {o['status']}" for o in r.outcomes if o["at"] == last_at)
+        table.add_row(r.key, str(r.episode), _short(r.created_at), _short(r.handled_at), str(r.times_handled),
+                      "open" if r.is_open else f"cleared {_short(r.cleared_at)}", outcome)
     app.console.print(table, markup=False, highlight=False)
     for s in snoozes:
         app.console.print(f"snoozed: {s.target} until {iso(s.until)}" + (f" ({s.reason})" if s.reason else ""),
@@ -190,4 +193,4 @@ def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: 
 
 
 def _short(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M") if at else ""
+    return at.strftime("%m-%d %H:%M") if at else ""  # UTC; the JSON output has full ISO times
