@@ -155,10 +155,15 @@ def _history_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _event_fields() -> list[str]:
-    from clinicbot.history import Event
+_EVENT_FIELDS: list[str] = []
 
-    return [f.name for f in fields(Event)]
+
+def _event_fields() -> list[str]:
+    if not _EVENT_FIELDS:
+        from clinicbot.history import Event
+
+        _EVENT_FIELDS.extend(f.name for f in fields(Event))
+    return _EVENT_FIELDS
 
 
 def _plain(value: Any) -> Any:
@@ -189,11 +194,23 @@ def load_timeline(task_phid: str, task_id: int, text: str) -> Any:
     data = json.loads(text)
     names = data["f"]
     events = []
-    for row in data["e"]:
-        values = dict(zip(names, row))
-        at = values.pop("at")
-        kwargs = {k: _unplain(v) for k, v in values.items()}
-        events.append(Event(at=datetime.fromtimestamp(at, tz=timezone.utc), **kwargs))
+    if names == _event_fields():
+        # The fast path (a 100,000-task cache holds ~1M events): positional construction, and
+        # only the fields that can hold tuples are converted back from JSON lists.
+        at_i = names.index("at")
+        tuple_i = [names.index(n) for n in ("old", "new", "from_column_phids")]
+        for row in data["e"]:
+            row[at_i] = datetime.fromtimestamp(row[at_i], tz=timezone.utc)
+            for i in tuple_i:
+                if isinstance(row[i], list):
+                    row[i] = tuple(row[i]) if row[i] else ()  # flat PHID lists
+            events.append(Event(*row))
+    else:  # written by another clinicbot version with other Event fields (still readable by name)
+        known = set(_event_fields())
+        for row in data["e"]:
+            values = {k: _unplain(v) for k, v in zip(names, row) if k in known}
+            values["at"] = datetime.fromtimestamp(values["at"], tz=timezone.utc)
+            events.append(Event(**values))
     return Timeline(task_phid, task_id, tuple(events), structured_columns=bool(data["s"]),
                     unreadable=int(data.get("u") or 0))
 
@@ -247,6 +264,35 @@ def boards_fingerprint(config: Config) -> str:
 # The SQLite store
 
 
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "fuse.sshfs",
+                                 "fuse.glusterfs", "9p", "afs", "lustre", "gpfs"})
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding ``path`` (from /proc/self/mounts), None if unknown."""
+    try:
+        target = str(path.resolve())
+        best, fstype = "", None
+        with open("/proc/self/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mount = parts[1].replace("\\040", " ")
+                if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
+                    best, fstype = mount, parts[2]
+        return fstype
+    except OSError:
+        return None
+
+
+def journal_mode(directory: Path) -> str:
+    """WAL, except on a network filesystem (NFS on Toolforge): WAL needs shared memory that such
+    filesystems cannot provide, so the rollback journal is used there (readers then wait for a
+    writer instead of reading alongside it; there is only one writer anyway)."""
+    return "DELETE" if filesystem_type(directory) in NETWORK_FILESYSTEMS else "WAL"
+
+
 class CacheStore:
     """The cache database. One connection per instance; open it where you use it."""
 
@@ -260,9 +306,10 @@ class CacheStore:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists()
+        mode = journal_mode(self.path.parent)
         try:
             self.conn = self._connect(str(self.path))
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA journal_mode={mode}")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             # It is a cache: a corrupt file is moved aside (for a post-mortem) and rebuilt.
@@ -274,7 +321,7 @@ class CacheStore:
                     os.replace(src, Path(str(aside) + suffix))
             existed = False
             self.conn = self._connect(str(self.path))
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA journal_mode={mode}")
             version = 0
         # NORMAL is durable across a crash of this process in WAL mode; only a power cut can
         # drop the last commits, and then the mark and the data roll back together.

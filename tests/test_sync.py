@@ -270,3 +270,13 @@ def test_load_cached_filters_like_load_boards(env):
 def test_load_cached_without_a_sync_is_a_state_error(env):
     with pytest.raises(StateError, match="clinicbot sync"):
         load_cached(env.config)
+
+
+def test_a_network_filesystem_gets_the_rollback_journal_instead_of_wal(tmp_path, monkeypatch):
+    import clinicbot.sync
+
+    with CacheStore(tmp_path / "local.sqlite") as store:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    monkeypatch.setattr(clinicbot.sync, "filesystem_type", lambda path: "nfs4")
+    with CacheStore(tmp_path / "nfs.sqlite") as store:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
