@@ -69,7 +69,8 @@ def plain(text: str, limit: int | None = None) -> str:
 
 def header(text: str, limit: int = 150) -> str:
     """An email header value: no line breaks (header injection), printable."""
-    return "".join(ch for ch in one_line(text, limit) if ch.isprintable())
+    # Keep the zero-width space: plain() uses it to break mentions, in any filter order.
+    return "".join(ch for ch in one_line(text, limit) if ch.isprintable() or ch == ZWSP)
 
 
 def markdown(text: str, limit: int | None = None) -> str:

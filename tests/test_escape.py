@@ -50,3 +50,8 @@ def test_markdown_escapes_emphasis_and_html():
 def test_newlines_and_limits(fn):
     out = fn("line one\nline two " + "x" * 500, limit=40)
     assert "\n" not in out and len(out) < 80
+
+
+def test_header_keeps_broken_mentions_broken_in_either_order():
+    assert no_live_mention(escape.header(escape.plain("@alice ping")))
+    assert no_live_mention(escape.plain(escape.header("@alice ping")))
