@@ -108,7 +108,8 @@ class Schedule:
     def next_run(self, name: str, after: datetime) -> datetime | None:
         if not self.jobs[name].enabled:
             return None
-        return self.trigger(name).get_next_fire_time(None, after)
+        nxt: datetime | None = self.trigger(name).get_next_fire_time(None, after)
+        return nxt
 
     def previous_run(self, name: str, now: datetime, lookback: timedelta | None = None) -> datetime | None:
         """The latest scheduled time at or before ``now``, looking back ``lookback`` (default:
@@ -143,8 +144,8 @@ def _cron_weekday(expr: str, key: str, config: Config) -> str:
         if base == "*":
             lo, hi = 0, 6
         elif base.isdigit() or (base.count("-") == 1 and all(x.isdigit() for x in base.split("-"))):
-            lo, _, hi_text = base.partition("-")
-            lo, hi = int(lo), int(hi_text or lo)
+            lo_text, _, hi_text = base.partition("-")
+            lo, hi = int(lo_text), int(hi_text or lo_text)
             if hi > 7 or lo > hi or step < 1:
                 raise config.error(key, f"weekday {part!r} is not a range within 0-7")
         elif not any(c.isdigit() for c in part):
@@ -403,7 +404,7 @@ class JobRunner:
 # APScheduler plumbing
 
 
-class SerialExecutor(BaseExecutor):
+class SerialExecutor(BaseExecutor):  # type: ignore[misc]
     """One job thread for the life of the scheduler: jobs run one at a time, in submission order.
 
     The thread enters ``hold()`` (the state lock) before running anything and leaves it when
@@ -470,7 +471,7 @@ class SerialExecutor(BaseExecutor):
             self._thread.join()
 
 
-class CappedBackgroundScheduler(BackgroundScheduler):
+class CappedBackgroundScheduler(BackgroundScheduler):  # type: ignore[misc]
     """BackgroundScheduler that wakes at least every MAX_SLEEP seconds (see module docstring)."""
 
     def _process_jobs(self) -> float:

@@ -164,6 +164,7 @@ def status_json(report: StatusReport) -> dict[str, Any]:
             return [conv(x) for x in v]
         return v
 
-    return conv({"now": report.now, "timezone": report.timezone, "healthy": report.healthy,
-                 "problems": report.problems, "serve": report.serve, "cache": report.cache,
-                 "jobs": [asdict(j) for j in report.jobs]})
+    data: dict[str, Any] = conv({"now": report.now, "timezone": report.timezone, "healthy": report.healthy,
+                                 "problems": report.problems, "serve": report.serve, "cache": report.cache,
+                                 "jobs": [asdict(j) for j in report.jobs]})
+    return data

@@ -431,7 +431,7 @@ class CacheStore:
     def run_started(self, job: str, started: float) -> int:
         cur = self.conn.execute("INSERT INTO runs (job, started, outcome, pid) VALUES (?, ?, 'running', ?)",
                                 (job, started, os.getpid()))
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)
 
     def run_finished(self, run_id: int, *, finished: float, outcome: str, calls: int, attempts: int,
                      detail: str = "") -> None:
@@ -561,6 +561,8 @@ def sync(
 ) -> SyncResult:
     """Bring the cache up to date with the server; see the module docstring for the modes.
 
+    Takes the state lock (re-entrant per thread): raises LockHeldError if another process has it.
+
     ``now`` is the sync's start, from the caller's clock: it becomes the next high-water mark,
     so it must be the real current time (not a replayed ``--now``).
     """
@@ -568,7 +570,11 @@ def sync(
     progress = progress or _NoProgress()
     calls_before = dict(client.stats.calls)
     attempts_before = client.stats.total
-    with CacheStore(cache_path(config)) as store:
+    from clinicbot.ledger import StateLock
+
+    # One writer per state directory. Re-entrant in this thread: `serve`'s job thread and the
+    # `sync` command already hold it; anyone else (another process) is refused with its PID.
+    with StateLock(config.state_dir), CacheStore(cache_path(config)) as store:
         plan = plan_sync(store, config, settings, now, full=full)
         log.info("sync %s: %s", plan.mode, plan.reason)
         started_epoch = int(now.timestamp())
@@ -751,9 +757,9 @@ def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only
             tasks[task.phid] = task
         timelines: dict[str, Any] = {}
         for phid, data in store.conn.execute("SELECT phid, data FROM timelines WHERE data IS NOT NULL"):
-            task = tasks.get(phid)
-            if task is not None:
-                timelines[phid] = load_timeline(phid, task.id, data)
+            owner = tasks.get(phid)
+            if owner is not None:
+                timelines[phid] = load_timeline(phid, owner.id, data)
         sightings = {k: v for k, v in store.sightings().items() if k[0] in tasks}
     data = BoardData(boards=structure.boards, tasks=tasks, statuses=structure.statuses, priorities=structure.priorities)
     return CachedBoards(data=data, timelines=timelines, sightings=sightings, synced_at=from_epoch(mark))
