@@ -326,7 +326,8 @@ def test_create_task(sb):
 def test_http_faults(sb, kind, status):
     sb.faults.add(method="user.whoami", kind=kind, times=2)
     for _ in range(2):
-        resp = requests.post(f"{sb.url}api/user.whoami", data={"params": json.dumps({"__conduit__": {"token": sb.token}})})
+        resp = requests.post(f"{sb.url}api/user.whoami",
+                             data={"params": json.dumps({"__conduit__": {"token": sb.token}})})
         assert resp.status_code == status and "Retry-After" not in resp.headers
         assert resp.headers["Content-Type"].startswith("text/plain")
     assert Client(sb)("user.whoami")["userName"] == "clinicbot"

@@ -235,3 +235,13 @@ def test_not_replayed_recordings_are_methods_the_sandbox_does_not_offer():
     assert {ALL[n]["method"] for n in NOT_REPLAYED} <= {
         "feed.query", "differential.revision.search", "phid.info", "phid.query", "project.query", "user.query",
         "maniphest.query"}
+
+
+def test_recorded_scenario_fixture_is_up_to_date(scenario):
+    """The fixture is generated: python -m clinicbot.sandbox.recorded tests/fixtures/conduit <fixture>."""
+    from clinicbot.sandbox.recorded import build_recorded_scenario
+
+    fresh = build_recorded_scenario(RECORDINGS)
+    assert json.loads(json.dumps(fresh.to_data())) == json.loads(json.dumps(scenario.to_data()))
+    ids = {t["id"] for t in scenario.tasks}
+    assert ids == set(range(1, 28))  # the seed state: T28 is created by maniphest.edit--create-task

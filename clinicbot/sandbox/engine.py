@@ -408,7 +408,8 @@ def parse_transactions(transactions: Any) -> list[tuple[str, Any]]:
                                                    f"{', '.join(VALID_TYPES)}.")
         if "value" not in tx:
             raise ConduitFault("ERR-CONDUIT-CORE", f'Parameter "transactions" must contain a list of transaction '
-                                                   f'descriptions, but item with key "{key}" is missing a "value" field.')
+                                                   f'descriptions, but item with key "{key}" is missing a '
+                                                   f'"value" field.')
         parsed.append((tx_type, _check_value(tx_type, tx["value"])))
     return parsed
 
@@ -461,7 +462,7 @@ def apply_edit(store: Store, task: Task | None, actor: User, transactions: Any, 
         written.append(Xaction(store.take_id("xaction"), "", task.phid, "core:comment",
                                actor.phid, at, group, None, None, plan.meta(), comment))
     for x in written:
-        store.add_xaction(x)
+        store.add_xaction(x, task)
     # Reciprocal edges on the other tasks share the group (see T26's {T18} mention).
     for other, xtype, old, new, meta in plan.others:
         old, new = _swap_self(old, task.phid), _swap_self(new, task.phid)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicbot.sandbox.scenario import Scenario
-from clinicbot.sandbox.store import EDGE_DEPENDED_ON_BY, EDGE_DEPENDS_ON, EDGE_PROJECT, Comment, Xaction
+from clinicbot.sandbox.store import EDGE_PROJECT, Comment, Xaction
 
 NOW = datetime(2026, 11, 22, 3, 25, tzinfo=timezone.utc)  # just before the recorded edits
 BOT_PHID = "PHID-USER-sandboxc1inicbotbot"
@@ -59,7 +59,8 @@ def build_recorded_scenario(directory: str | Path) -> Scenario:
     xactions = _recorded_xactions(recs, by_phid)
     xactions += _synthesized_xactions(tasks, xactions, columns)
     xactions.sort(key=lambda x: (x.id, x.object))
-    facts = {"tasks": {"rich_history": [4, 12, 15], "unbreak_now": 4, "cross_board": [12, 18], "milestone_only": [9, 10],
+    facts = {"tasks": {"rich_history": [4, 12, 15], "unbreak_now": 4, "cross_board": [12, 18],
+                       "milestone_only": [9, 10],
                        "parent_subtask": [16, 17], "untriaged": [24, 25], "triage_meeting": 25, "review_stale": 23,
                        "unconfigured_status_target": 26, "created_by_recording": 28},
              "people": {"admin": "admin", "bot": "clinicbot", "team": ["alice", "bob", "carol", "dave"]}}

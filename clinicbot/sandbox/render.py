@@ -155,7 +155,8 @@ def task(ctx: Any, t: Task, attach: set[str]) -> dict[str, Any]:
                                       "viewerIsSubscribed": ctx.user.phid in t.subscribers}
     return {"id": t.id, "type": "TASK", "phid": t.phid,
             "fields": {"name": t.title, "description": {"raw": t.description}, "authorPHID": t.author,
-                       "ownerPHID": t.owner, "status": {"value": t.status, "name": status_name(t.status), "color": None},
+                       "ownerPHID": t.owner,
+                       "status": {"value": t.status, "name": status_name(t.status), "color": None},
                        "priority": priority_ref(t.priority), "points": points_string(t.points), "subtype": "default",
                        "closerPHID": t.closer, "dateClosed": t.date_closed, "groupByProjectPHID": None,
                        "spacePHID": None, "dateCreated": t.date_created, "dateModified": t.date_modified,
@@ -247,7 +248,8 @@ def legacy_xaction(ctx: Any, t: Task, x: Xaction) -> dict[str, Any]:
     meta = dict(x.meta or {})
     meta["core.groupID"] = x.group
     return {"taskID": str(t.id), "title": legacy_title(ctx.store, x), "transactionID": str(x.id),
-            "transactionPHID": ctx.store.xaction_phid(x), "transactionType": x.type, "oldValue": old, "newValue": new, "meta": meta,
+            "transactionPHID": ctx.store.xaction_phid(x), "transactionType": x.type, "oldValue": old,
+            "newValue": new, "meta": meta,
             "comments": x.comment.text if x.comment is not None else None, "authorPHID": x.author,
             "dateCreated": str(x.date)}
 

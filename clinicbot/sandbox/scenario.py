@@ -155,7 +155,8 @@ class Scenario:
                 date_modified=p.get("dateModified", p.get("dateCreated", 0))))
         for c in self.columns:
             store.add_column(Column(id=c["id"], phid=c["phid"], project=c["project"], name=c["name"],
-                                    sequence=c["sequence"], hidden=bool(c.get("hidden")), default=bool(c.get("default")),
+                                    sequence=c["sequence"], hidden=bool(c.get("hidden")),
+                                    default=bool(c.get("default")),
                                     proxy=c.get("proxy"), date_created=c.get("dateCreated", 0),
                                     date_modified=c.get("dateModified", c.get("dateCreated", 0))))
         for t in self.tasks:
@@ -209,8 +210,9 @@ def xaction_to_data(x: Xaction) -> dict[str, Any]:
 
 def xaction_from_data(d: dict[str, Any]) -> Xaction:
     c = d.get("comment")
-    return Xaction(d["id"], d.get("phid", ""), d["object"], d["type"], d["author"], int(d["date"]), d["group"], d.get("old"),
-                   d.get("new"), d.get("meta") or None, Comment(c["id"], c["phid"], c["text"]) if c else None)
+    return Xaction(d["id"], d.get("phid", ""), d["object"], d["type"], d["author"], int(d["date"]), d["group"],
+                   d.get("old"), d.get("new"), d.get("meta") or None,
+                   Comment(c["id"], c["phid"], c["text"]) if c else None)
 
 
 def user_to_data(u: User) -> dict[str, Any]:

@@ -14,6 +14,7 @@ built from it share them, which keeps a 100,000-task scenario affordable in memo
 from __future__ import annotations
 
 import binascii
+import bisect
 import hashlib
 import random
 import re
@@ -77,6 +78,10 @@ def derived_phid(salt: str, kind: str, number: int, length: int) -> str:
 def is_open(status: str) -> bool:
     # An unconfigured status (e.g. "wontfix" accepted by maniphest.edit) counts as closed.
     return status in OPEN_STATUSES
+
+
+def _xaction_id(x: "Xaction") -> int:
+    return x.id
 
 
 class ConduitFault(Exception):
@@ -381,26 +386,23 @@ class Store:
         self.version += 1
         return task
 
-    def add_xaction(self, x: Xaction) -> None:
-        """Record a transaction (ids must be given in ascending order)."""
-        self._bump("xaction", x.id)
+    def add_xaction(self, x: Xaction, task: Task | None = None) -> None:
+        """Record a transaction; ``task`` (optional) is the task it belongs to, if known."""
+        if x.id >= self.next_id["xaction"]:
+            self.next_id["xaction"] = x.id + 1
         if x.comment is not None:
             self._bump("comment", x.comment.id)
-        if self.xactions and x.id <= self.xactions[-1].id:
-            # Rare (hand-written scenarios): keep the global list sorted.
-            import bisect
-
-            bisect.insort(self.xactions, x, key=lambda y: y.id)
-        else:
+        if not self.xactions or x.id > self.xactions[-1].id:
             self.xactions.append(x)
-        task = self.tasks_by_phid.get(x.object)
+        else:  # out of order (hand-written scenarios, per-application id sequences): keep it sorted
+            bisect.insort(self.xactions, x, key=_xaction_id)
+        if task is None:
+            task = self.tasks_by_phid.get(x.object)
         target = task.xactions if task is not None else self.object_xactions.setdefault(x.object, [])
-        if target and x.id < target[-1].id:
-            import bisect
-
-            bisect.insort(target, x, key=lambda y: y.id)
-        else:
+        if not target or x.id > target[-1].id:
             target.append(x)
+        else:
+            bisect.insort(target, x, key=_xaction_id)
         self.version += 1
 
     def add_document(self, doc: Document) -> Document:
@@ -541,7 +543,8 @@ class Store:
         if missing:
             raise validation_error(*[
                 f'Can not create document because the parent document with slug <a href="/phriction/edit/?slug={a}">'
-                f"{a}</a> does not exist!" for a in missing], "You can not create a document which does not have a parent.")
+                f"{a}</a> does not exist!" for a in missing],
+                "You can not create a document which does not have a parent.")
         doc = Document(id=self.take_id("document"), phid=self.new_phid("WIKI"), slug=slug, date_created=at)
         self.add_document(doc)
         self._new_version(doc, actor, title, content, description, at, changes=3)
