@@ -35,6 +35,7 @@ one is one line there.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import queue
@@ -62,16 +63,17 @@ log = logging.getLogger(__name__)
 MAX_SLEEP = 60.0  # seconds; see the module docstring (suspend)
 DEFAULT_GRACE = 6 * 3600
 
-# job name -> "module:function" — the function the job's CLI command calls. Called as
-# ``function(app, apply=...)``. A target that is not importable (a feature not installed or
-# not written yet) makes the job "unavailable": logged at start, shown by `clinicbot status`.
+# job name -> "module:function[?keyword=value]" — the function the job's CLI command calls
+# (`clinicbot sync`, `check`, `digest`, `agenda`, `metrics`, `check --only rotation-notice`).
+# Called as ``function(app, apply=..., **keywords)``. A target that is not importable (a feature
+# not installed) makes the job "unavailable": logged at start, shown by `clinicbot status`.
 JOB_TARGETS: dict[str, str] = {
     "sync": "clinicbot.cli_ops:sync_job",
     "checks": "clinicbot.runner:run_check_job",
     "digest": "clinicbot.reports:run_digest_job",
     "agenda": "clinicbot.reports:run_agenda_job",
     "metrics": "clinicbot.reports:run_metrics_job",
-    "rotation": "clinicbot.cli_rotation:run_notices_job",
+    "rotation": "clinicbot.runner:run_check_job?only=rotation-notice",
 }
 CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 
@@ -268,14 +270,20 @@ def parse_schedule(config: Config) -> Schedule:
 
 
 def resolve_target(target: str) -> Callable[..., Any] | None:
-    module, _, name = target.partition(":")
+    """"module:function[?key=value&...]" -> the function (with those keywords bound), or None."""
+    path, _, query = target.partition("?")
+    module, _, name = path.partition(":")
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name != module:
             raise
         return None
-    return getattr(mod, name, None)
+    fn = getattr(mod, name, None)
+    if fn is None or not query:
+        return fn
+    keywords = dict(pair.partition("=")[::2] for pair in query.split("&"))
+    return functools.partial(fn, **keywords)
 
 
 @dataclass
@@ -292,11 +300,15 @@ class JobOutcome:
 def _judge(result: Any) -> tuple[str, int, str]:
     """(outcome, exit code, detail) from what a job function returned.
 
-    Job functions return what their CLI command turns into an exit code: an int, or a result
-    with ``exit_code`` (CheckRunResult). 1 means findings fired — the job did its work, "ok";
-    2+ means it could not. A result listing ``failures`` (a check that crashed) is "partial".
+    Job functions return what their CLI command turns into an exit code. A plain int is an exit
+    status: anything but 0 failed (a report job returns 1 when a delivery failed). A result
+    object with ``exit_code`` (CheckRunResult) follows the `check` command: 1 means findings
+    fired — the job did its work, "ok" — and 2+ that it could not; one listing ``failures`` (a
+    check that crashed) is "partial".
     """
-    code = result if isinstance(result, int) else getattr(result, "exit_code", EXIT_OK)
+    if isinstance(result, int) and not isinstance(result, bool):
+        return ("ok" if result == EXIT_OK else "failed"), result, (f"exit {result}" if result else "")
+    code = getattr(result, "exit_code", EXIT_OK)
     code = code if isinstance(code, int) else EXIT_OK
     parts = []
     summary = getattr(result, "summary", None)

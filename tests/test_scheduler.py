@@ -217,3 +217,25 @@ def test_sync_settings_are_validated(tmp_path):
         parse_schedule(make_config(tmp_path, {"sync": {"overlap": 5}}))
     s = parse_schedule(make_config(tmp_path, {"sync": {"overlap_seconds": 120, "reconcile_hours": 6}}))
     assert s.sync.overlap == 120 and s.sync.reconcile_hours == 6
+
+
+def test_job_targets_resolve_and_job_results_are_judged():
+    import functools
+
+    from clinicbot.scheduler import _judge, resolve_target
+
+    rotation = resolve_target(JOB_TARGETS["rotation"])
+    assert isinstance(rotation, functools.partial) and rotation.keywords == {"only": "rotation-notice"}
+    assert resolve_target("clinicbot.no_such_module:fn") is None
+    assert resolve_target("clinicbot.scheduler:no_such_function") is None
+
+    class Checked:  # like runner.CheckRunResult
+        def __init__(self, exit_code, failures=()):
+            self.exit_code, self.findings, self.failures = exit_code, [object()], list(failures)
+
+    assert _judge(None) == ("ok", 0, "")
+    assert _judge(0)[0] == "ok"
+    assert _judge(1)[:2] == ("failed", 1)  # a report job: a delivery failed
+    assert _judge(Checked(1))[0] == "ok"  # findings fired: the job did its work
+    assert _judge(Checked(1, failures=["boom"]))[0] == "partial"
+    assert _judge(Checked(4))[:2] == ("failed", 4)  # the write cap
