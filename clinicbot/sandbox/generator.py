@@ -467,6 +467,16 @@ def bulk_plan(w: _World, index: int, compact: bool) -> Plan:
     if points is not None:
         step["points"] = points
     plan.at(t, owner, **step)
+    if home == "cpt" and rng.random() < 0.12:
+        # Stalled on someone else for a while (stalled counts as open).
+        t += rng.expovariate(1 / (2 * DAY))
+        if t > end:
+            return plan
+        plan.at(t, owner, status="stalled", col="cpt.blocked", comment=texts.blocked_comment(rng))
+        t += rng.expovariate(1 / (6 * DAY))
+        if t > end or not closed:
+            return plan
+        plan.at(t, owner, status="open", col=cols[1], comment="Unblocked, picking this up again.")
     for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
         t += rng.expovariate(1 / (2 * DAY))
         if t > end:

@@ -85,6 +85,12 @@ def bot_comment(rng: random.Random) -> str:
     return rng.choice(BOT_COMMENTS)
 
 
+def blocked_comment(rng: random.Random) -> str:
+    return rng.choice(["Blocked: waiting for the vendor to answer our ticket.",
+                       "Blocked on the network team's firewall change.",
+                       "Waiting for the other team's release before we can continue."])
+
+
 def closing_comment(rng: random.Random, status: str) -> str:
     return {
         "resolved": "Fixed and deployed.",
