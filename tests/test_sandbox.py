@@ -243,6 +243,12 @@ def test_transactions_modern_and_legacy_agree(shared, scenario):
     assert c.error("transaction.search", objectIdentifier="T99999")[0] == "ERR-INVALID-OBJECT-PHID"
     page = c("transaction.search", objectType="TASK", limit=5)
     assert len(page["data"]) == 5 and set(page["cursor"]) == {"limit", "after", "before"}
+    assert page["cursor"]["before"] is None
+    nxt = c("transaction.search", objectType="TASK", limit=5, after=page["cursor"]["after"])
+    assert nxt["data"][0]["id"] < page["data"][-1]["id"] and nxt["cursor"]["before"] == str(nxt["data"][0]["id"])
+    back = c("transaction.search", objectType="TASK", limit=5, before=nxt["cursor"]["before"])
+    assert back["data"] == page["data"] and back["cursor"]["before"] is None
+    assert {x["objectPHID"][:10] for x in c.all("transaction.search", objectType="PROJ")} == {"PHID-PROJ-"}
 
 
 def test_phriction_root_exists_and_pages_nest(sb):
