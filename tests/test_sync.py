@@ -280,3 +280,21 @@ def test_a_network_filesystem_gets_the_rollback_journal_instead_of_wal(tmp_path,
     monkeypatch.setattr(clinicbot.sync, "filesystem_type", lambda path: "nfs4")
     with CacheStore(tmp_path / "nfs.sqlite") as store:
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_sync_command_text_json_and_full(env):
+    from click.testing import CliRunner
+
+    from clinicbot.cli import cli
+
+    path = str(env.config.path)
+    first = CliRunner().invoke(cli, ["--config", path, "sync"])
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("sync full (no cache yet)")
+    second = CliRunner().invoke(cli, ["--config", path, "sync", "--format", "json"])
+    data = __import__("json").loads(second.output)
+    assert data["mode"] == "incremental" and data["calls"] == 1 and data["tasks"] > 200
+    third = CliRunner().invoke(cli, ["--config", path, "sync", "--full", "--format", "json"])
+    assert __import__("json").loads(third.output)["mode"] == "full"
+    with CacheStore(cache_path(env.config)) as store:
+        assert [r["outcome"] for r in store.last_runs().values()] == ["ok"]  # recorded as the sync job
