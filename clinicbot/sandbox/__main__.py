@@ -19,7 +19,8 @@ def parse_now(text: str | None) -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clinicbot.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m clinicbot.sandbox",
+                                     description="Serve a fake Phabricator (Conduit API) on loopback until Ctrl-C.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="API token to accept (acts as user clinicbot)")

@@ -13,6 +13,7 @@ import collections
 import gzip
 import json
 import re
+import signal
 import socket
 import struct
 import threading
@@ -394,10 +395,17 @@ class Sandbox:
             return envelope(None, exc.code, exc.info)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_forever(sandbox: Sandbox, announce: Callable[[str], None] = print) -> None:
     """Run ``sandbox`` until Ctrl-C (what ``clinicbot sandbox`` and ``python -m`` use)."""
     url = sandbox.start()
     announce(f"sandbox Phabricator serving Conduit at {url}api/ (token {sandbox.token}); Ctrl-C stops it")
+    if threading.current_thread() is threading.main_thread():
+        # `kill`/service managers send SIGTERM: stop as cleanly as on Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(3600)
