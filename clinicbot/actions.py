@@ -485,6 +485,36 @@ class Outbox:
         return out
 
 
+_DELIVERY_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
+    "chat": {"webhook_env": (str,), "timeout": (int, float)},
+    "email": {"host": (str,), "port": (int,), "starttls": (bool,), "ssl": (bool,), "from": (str,),
+              "username_env": (str,), "password_env": (str,), "timeout": (int, float)},
+}
+
+
+def validate_delivery(delivery: Any, error: Callable[[str, str], Exception]) -> None:
+    """Check the ``delivery:`` section; ``error(key, message)`` builds the ConfigError (names file and key)."""
+    if not isinstance(delivery, dict):
+        raise error("delivery", "must be a mapping with 'chat' and/or 'email'")
+    for section, value in delivery.items():
+        known = _DELIVERY_KEYS.get(section)
+        if known is None:
+            raise error(f"delivery.{section}", f"unknown key; known keys under delivery: {', '.join(_DELIVERY_KEYS)}")
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise error(f"delivery.{section}", "must be a mapping")
+        for key, item in value.items():
+            if key not in known:
+                raise error(f"delivery.{section}.{key}",
+                            f"unknown key; known keys under delivery.{section}: {', '.join(known)}")
+            types = known[key]
+            if item is not None and (not isinstance(item, types) or (isinstance(item, bool) and bool not in types)):
+                want = " or ".join("true/false" if t is bool else "a number" if t in (int, float) else "a string"
+                                   for t in types)
+                raise error(f"delivery.{section}.{key}", f"must be {want}, not {item!r}")
+
+
 def chat_sender_from_config(delivery: dict[str, Any], env: dict[str, str] | Any) -> WebhookChatSender | None:
     """``delivery.chat.webhook_env`` names the variable holding the webhook URL (a secret)."""
     chat = delivery.get("chat") or {}

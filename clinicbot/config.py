@@ -101,7 +101,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 # Sections whose content is validated by the module that owns it.
-SECTIONS = ("boards", "checks", "delivery", "schedule", "reports", "logging")
+SECTIONS = ("boards", "checks", "delivery", "schedule", "reports")
 TOP_LEVEL_KEYS = {s.name.split(".")[0] for s in SETTINGS} | set(SECTIONS)
 
 

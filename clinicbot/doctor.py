@@ -44,10 +44,24 @@ class DoctorReport:
         return EXIT_OK if self.ok else EXIT_FAILURE
 
 
+def validate_sections(config) -> None:
+    """Every structured config section, through the parser of the module that owns it."""
+    from clinicbot.actions import validate_delivery
+    from clinicbot.checks import load_checks_and_settings
+    from clinicbot.report_delivery import report_settings
+    from clinicbot.scheduler import parse_schedule
+
+    load_checks_and_settings(config.section("checks"), error=config.error)
+    validate_delivery(config.section("delivery"), config.error)
+    report_settings(config)
+    parse_schedule(config)
+
+
 def run_doctor(app: App) -> DoctorReport:
     report = DoctorReport()
     config = app.config()
-    report.ok_line(f"config {config.path}")
+    validate_sections(config)
+    report.ok_line(f"config {config.path} (every section valid)")
     client = app.client()
     me = client.call("user.whoami")
     report.ok_line(f"connected to {config.url} as {me.get('userName')} ({me.get('phid')})")

@@ -31,6 +31,7 @@ from clinicbot.actions import (
     chat_sender_from_config,
     email_sender_from_config,
     text_hash,
+    validate_delivery,
 )
 from clinicbot.checks.base import Finding
 from clinicbot.errors import EXIT_CAP, EXIT_FAILURE, EXIT_OK, ConfigError, SafetyCapExceeded
@@ -411,6 +412,7 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
 
     team = TeamSettings.from_config(config, rotation)
     checks, settings = load_checks_and_settings(config.section("checks"), error=config.error)
+    validate_delivery(config.section("delivery"), config.error)
     if only is not None and only not in {c.slug for c in checks}:
         raise ConfigError(None, "--only", f"unknown check {only!r}; known checks: {', '.join(sorted(c.slug for c in checks))}")
 

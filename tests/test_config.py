@@ -97,3 +97,23 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
     assert not missing, f"README lacks settings: {missing}"
+
+
+@pytest.mark.parametrize("section, key", [
+    ({"checks": {"untriaged": {"max_hours": "soon"}}}, "checks.untriaged"),
+    ({"checks": {"no-such-check": {}}}, "checks.no-such-check"),
+    ({"delivery": {"email": {"port": "smtp"}}}, "delivery.email.port"),
+    ({"delivery": {"sms": {}}}, "delivery.sms"),
+    ({"reports": {"window_days": "a month"}}, "reports.window_days"),
+    ({"schedule": {"jobs": {"digest": "every morning"}}}, "schedule.jobs.digest"),
+])
+def test_every_section_is_validated_with_file_and_key(tmp_path, section, key):
+    from clinicbot.doctor import validate_sections
+
+    data = json.loads(json.dumps(GOOD))
+    data.update(section)
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        validate_sections(load_config(path))
+    assert str(path) in str(info.value) and key in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
