@@ -43,13 +43,6 @@ from clinicbot.sync import minimal_calls  # noqa: E402
 
 LATENCY = 0.03
 
-# The sandbox's handler writes the headers and the body in two sends without TCP_NODELAY, so
-# Nagle's algorithm meets the client's delayed ACK and every call costs ~40 ms more than the
-# configured latency (measured: 44 ms per user.whoami at latency 0). A real server (nginx,
-# php-fpm) answers in one go. Until the sandbox sets it itself, the bench does.
-from clinicbot.sandbox import server as _sandbox_server  # noqa: E402
-
-_sandbox_server._Handler.disable_nagle_algorithm = True
 FULL = {"n": 10_000, "ts_n": 1_000, "naive_sample": 200, "big_n": 100_000, "change": 0.01}
 QUICK = {"n": 1_000, "ts_n": 150, "naive_sample": 40, "big_n": 5_000, "change": 0.01}
 
@@ -225,9 +218,14 @@ DOC_HEAD = """# Benchmarks
 
 Measured by `python bench/run.py` against the built-in sandbox with {latency} ms latency per Conduit
 call (loopback). The sandbox runs in the bench process; every measured operation runs in its own
-worker process, so CPU time and peak RSS are the operation's own (the RSS includes the Python
-interpreter and imports, about 60 MB). Re-run it after a change to `sync.py`, `history.py`,
-`boards.py` or `metrics.py` and commit this file with the new table.
+worker process, so CPU time and peak RSS (`VmHWM`) are the operation's own; the RSS includes the
+Python interpreter and imports, about 35 MB. Re-run it after a change to `sync.py`, `history.py`,
+`boards.py` or `metrics.py` and commit this file with the new table (`bench/results/latest.json`
+has the same numbers, machine-readable).
+
+"load the cache" is what a job pays to get `BoardData` and timelines for `build_snapshot` from the
+cache (`sync.load_cached`) instead of from the server; the metrics row's RSS includes that
+snapshot of 100,000 tasks with their timelines.
 
 The naive baseline is what a bot without cache or batching does on *every* run: list the boards'
 task ids, then fetch every task and every history one by one, sequentially. Fetching
