@@ -46,7 +46,26 @@ class App:
     _extras: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> datetime:
+        """The reference time (``--now``): what every age, threshold and report is computed against."""
         return self.now_override or datetime.now(timezone.utc)
+
+    def wall_clock(self) -> datetime:
+        """The real time, even under ``--now``: for the sync high-water mark and write intents,
+        which are compared with the server's own clock."""
+        return datetime.now(timezone.utc)
+
+    def rotation(self) -> Any:
+        """The parsed rotation file, or None when it does not exist (then nobody can be pinged)."""
+        if "rotation" not in self._extras:
+            path = self.config().rotation_path
+            if path is None or not path.exists():
+                log.warning("no rotation file at %s: nobody is on duty", path)
+                self._extras["rotation"] = None
+            else:
+                from clinicbot.rotation import load_rotation
+
+                self._extras["rotation"] = load_rotation(path)
+        return self._extras["rotation"]
 
     # -- config --------------------------------------------------------------------------------
     def config_file(self) -> Path:
@@ -75,6 +94,7 @@ class App:
     def set_config(self, config: Config) -> None:
         self._config = config
         self._client = None
+        self._extras.pop("rotation", None)
 
     # -- Phabricator ---------------------------------------------------------------------------
     def client(self) -> ConduitClient:

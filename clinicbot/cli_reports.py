@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from clinicbot.app import App
+from clinicbot.snapshot import load_snapshot
 from clinicbot.errors import EXIT_FAILURE, ClinicbotError, ConfigError
 from clinicbot.model import Snapshot
 from clinicbot.report_delivery import (
@@ -48,21 +49,10 @@ class ReportEnv:
 def report_env(app: App) -> ReportEnv:
     config = app.config()
     settings = report_settings(config)
-    rotation = None
-    if config.rotation_path.exists():
-        from clinicbot.rotation import load_rotation
-
-        rotation = load_rotation(config.rotation_path)
+    rotation = app.rotation()
     tz_name = config.get("team.timezone") or (rotation.tz_name if rotation is not None else "UTC")
     tz = timezone.utc if tz_name == "UTC" else ZoneInfo(tz_name)
     return ReportEnv(settings, rotation, tz, str(config.get("team.name")), config.url, config.state_dir)
-
-
-def load_snapshot(app: App, env: ReportEnv, *, open_only: bool) -> Snapshot:
-    from clinicbot.snapshot import build_snapshot
-
-    members = list(env.rotation.members) if env.rotation is not None else []
-    return build_snapshot(app.client(), app.config(), app.now(), member_usernames=members, open_only=open_only)
 
 
 def _store(env: ReportEnv) -> Any:
@@ -85,7 +75,7 @@ def _ledger(env: ReportEnv, *, apply: bool) -> Any:
 def digest_data(app: App, env: ReportEnv, ledger: Any | None, *, since: datetime | None = None) -> dict[str, Any]:
     from clinicbot.reports import build_digest
 
-    snapshot = load_snapshot(app, env, open_only=True)
+    snapshot = load_snapshot(app, open_only=True)
     now = snapshot.now
     if since is None:
         with _store(env) as store:
@@ -106,7 +96,7 @@ def agenda_data(app: App, env: ReportEnv, *, meeting: date | None = None) -> dic
     from clinicbot.reports import agenda_task_ids, build_agenda, next_meeting
 
     config = app.config()
-    snapshot = load_snapshot(app, env, open_only=True)
+    snapshot = load_snapshot(app, open_only=True)
     weekday, start = config.get("team.meeting_weekday"), config.get("team.meeting_time")
     if meeting is None:
         meeting_at = next_meeting(snapshot.now, weekday, start, env.tz)
@@ -139,7 +129,7 @@ def metrics_data(app: App, env: ReportEnv, *, window_days: int | None = None, re
     from clinicbot.metrics import compute_metrics
     from clinicbot.reports import build_metrics_report
 
-    snapshot = load_snapshot(app, env, open_only=False)
+    snapshot = load_snapshot(app, open_only=False)
     on_duty = None
     if env.rotation is not None:
         from clinicbot.rotation import on_duty as rot_on_duty

@@ -156,6 +156,9 @@ class Snapshot:
     # column PHIDs whose entry time was only observed by clinicbot (no structured column
     # transactions on this server): times are approximate and output says so.
     approximate_columns: frozenset[str] = frozenset()
+    # (task PHID, board PHID, column PHID) -> first time clinicbot saw the task there (from the
+    # sync cache); what column entry times fall back to on servers without structured moves.
+    sightings: Mapping[tuple[str, str, str], datetime] = field(default_factory=dict)
 
     # -- lookups used by checks and reports -------------------------------------------
     def username(self, phid: str | None) -> str:
@@ -188,6 +191,20 @@ class Snapshot:
 
     def tasks_with_role(self, role: str, *, open_only: bool = True) -> list[tuple[Task, Column]]:
         return self.tasks_in_columns(self.columns_with_role(role), open_only=open_only)
+
+    def entered_column(self, task: Task, column: Column) -> tuple[datetime, bool]:
+        """When ``task`` entered ``column`` and whether that time is only approximate.
+
+        The timeline knows best (structured column transactions, else clinicbot's sightings);
+        without a timeline, creation is a lower bound, so the answer is marked approximate.
+        """
+        timeline = self.timelines.get(task.phid)
+        found = timeline.column_entered_at(column.board_phid, column.phid, sightings=self.sightings) \
+            if timeline is not None else None
+        if found is None:
+            return task.created, True
+        at, approximate = found
+        return at, bool(approximate) or column.phid in self.approximate_columns
 
     def priority_by_value(self, value: int) -> Priority | None:
         for p in self.priorities:

@@ -174,12 +174,7 @@ def digest_inbox(snapshot: Snapshot) -> list[dict[str, Any]]:
 
 def entered(snapshot: Snapshot, task: Task, col: Column) -> tuple[datetime, bool]:
     """When the task entered its current column (and whether that is approximate)."""
-    timeline = snapshot.timelines.get(task.phid)
-    got = timeline.column_entered_at(col.board_phid, col.phid) if timeline is not None else None
-    if got is None:
-        return task.created, True  # no history: creation is a lower bound
-    at, approximate = got
-    return at, approximate or col.phid in snapshot.approximate_columns
+    return snapshot.entered_column(task, col)
 
 
 def digest_review_queue(snapshot: Snapshot) -> list[dict[str, Any]]:

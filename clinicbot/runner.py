@@ -407,7 +407,7 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
     config = app.config()
     now = app.now()
     apply = bool(config.get("apply")) if apply is None else apply
-    rotation = load_rotation_if_any(config)
+    rotation = app.rotation()
     from clinicbot.checks import TeamSettings, load_checks_and_settings
 
     team = TeamSettings.from_config(config, rotation)
@@ -419,14 +419,10 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
     # Take the lock before the (slow) snapshot: a second instance fails fast and fetches nothing.
     ledger = Ledger.open(config.state_dir, readonly=not apply)
     try:
-        from clinicbot.snapshot import build_snapshot
+        from clinicbot.snapshot import load_snapshot
 
-        members = list(getattr(rotation, "members", {}) or {}) if rotation is not None else []
-        manager = getattr(rotation, "manager", None) if rotation is not None else None
-        if manager is not None:
-            members.append(manager if isinstance(manager, str) else manager.username)
         client = app.client()
-        snapshot = build_snapshot(client, config, now, member_usernames=members)
+        snapshot = load_snapshot(app)
         findings, failures, ran = _find(checks, settings, snapshot, rotation, team, only=only, task=task)
         users_by_name = {u.username: u for u in snapshot.users.values()}
         recipients, note = on_duty_recipients(rotation, now, users_by_name)
@@ -437,7 +433,7 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
             email_sender=email_sender if email_sender is not None else email_sender_from_config(delivery, app.env),
             console=console or (lambda text: app.console.print(text, markup=False, highlight=False)),
             bot_phid=snapshot.bot_phid, crash_after_write=app.env.get(CRASH_ENV) == "1",
-            clock=getattr(app, "wall_clock", None) or (lambda: datetime.now(timezone.utc)),
+            clock=app.wall_clock,
         )
         result = CheckRunResult(apply, now, findings, failures, recipients=recipients, on_duty_note=note)
         result.resolutions = outbox.resolve_pending()
@@ -491,14 +487,3 @@ def _decisions(ledger: Ledger, findings: list[Finding], settings: Mapping[str, A
             d.reason = f"snoozed until {iso(snooze.until)}" + (f" ({snooze.reason})" if snooze.reason else "")
         out.append(d)
     return out
-
-
-def load_rotation_if_any(config: Any) -> Any:
-    """The rotation, or None when the file does not exist (then the manager cannot be pinged either)."""
-    path = config.rotation_path
-    if path is None or not path.exists():
-        log.warning("no rotation file at %s: nobody is mentioned", path)
-        return None
-    from clinicbot.rotation import load_rotation
-
-    return load_rotation(path)

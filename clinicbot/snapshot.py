@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from clinicbot.boards import BoardData, _resolve_projects, fetch_users, load_boards
 from clinicbot.conduit import ConduitClient
@@ -47,11 +47,13 @@ def build_snapshot(
     now: datetime,
     *,
     member_usernames: Iterable[str] = (),
+    also_fetch: Iterable[str] = (),
     roles: Iterable[str] | None = None,
     open_only: bool = False,
     with_timelines: bool = True,
     data: BoardData | None = None,
     timelines: Mapping | None = None,
+    sightings: Mapping | None = None,
 ) -> Snapshot:
     """Fetch what checks and reports need. ``member_usernames`` usually comes from the rotation."""
     data = data or load_boards(client, config, roles=roles, open_only=open_only)
@@ -65,7 +67,7 @@ def build_snapshot(
     for task in data.tasks.values():
         referenced.update(p for p in (task.author_phid, task.owner_phid) if p)
     users: dict[str, User] = fetch_users(client, phids=[p for p in referenced if p],
-                                         usernames=sorted(members | ignored | {bot_username}))
+                                         usernames=sorted(members | ignored | set(also_fetch) | {bot_username}))
     if with_timelines and timelines is None:
         from clinicbot.history import fetch_timelines
 
@@ -94,4 +96,48 @@ def build_snapshot(
         team_member_phids=frozenset(member_phids - {bot_phid}),
         bot_phid=bot_phid,
         ignored_user_phids=frozenset(by_name[u] for u in ignored if u in by_name),
+        sightings=dict(sightings or {}),
     )
+
+
+def rotation_usernames(rotation: Any) -> tuple[list[str], list[str]]:
+    """(engineers, others) named by the rotation. Engineers' answers count as the team's; the
+    manager and product manager are looked up too (they can be pinged) but are not responders."""
+    if rotation is None:
+        return [], []
+    engineers = list(getattr(rotation, "members", {}) or {})
+    others = []
+    for role in ("manager", "product_manager"):
+        person = getattr(rotation, role, None)
+        if person is not None:
+            others.append(person if isinstance(person, str) else person.username)
+    return engineers, others
+
+
+def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bool = False,
+                  use_cache: bool = True) -> Snapshot:
+    """The Snapshot a job works on, through the sync cache: only what changed is fetched again.
+
+    When another instance holds the state lock (``serve`` is running while someone tries a dry
+    run), the cache is read as it is; with no usable cache at all, everything is fetched.
+    """
+    from clinicbot.errors import LockHeldError, StateError
+    from clinicbot.sync import load_cached, sync_and_load
+
+    config, client = app.config(), app.client()
+    members, others = rotation_usernames(app.rotation())
+    cached = None
+    if use_cache:
+        try:
+            _, cached = sync_and_load(client, config, now=app.wall_clock(), roles=roles, open_only=open_only)
+        except LockHeldError as exc:
+            log.warning("%s; using the cache as it is", exc)
+            try:
+                cached = load_cached(config, roles=roles, open_only=open_only)
+            except StateError:
+                cached = None
+    if cached is None:
+        return build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
+                              roles=roles, open_only=open_only)
+    return build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
+                          data=cached.data, timelines=cached.timelines, sightings=cached.sightings)

@@ -55,20 +55,8 @@ def created_at(snapshot: Snapshot, task: Task) -> datetime:
 
 
 def entered_at(snapshot: Snapshot, task: Task, column: Column) -> tuple[datetime, bool]:
-    """When ``task`` entered ``column`` and whether that time is only approximate.
-
-    The timeline knows best (structured column transactions, or clinicbot's own sightings);
-    without an answer we fall back to the task's creation, which is exact for tasks filed
-    straight into the column and an over-estimate otherwise — so it is marked approximate.
-    """
-    timeline = snapshot.timelines.get(task.phid)
-    approximate_column = column.phid in snapshot.approximate_columns
-    if timeline is not None:
-        found = timeline.column_entered_at(column.board_phid, column.phid)
-        if found is not None:
-            at, approximate = found
-            return at, bool(approximate) or approximate_column
-    return created_at(snapshot, task), True
+    """When ``task`` entered ``column`` and whether that time is only approximate."""
+    return snapshot.entered_column(task, column)
 
 
 def priority_value(value: Any) -> int | None:
