@@ -146,3 +146,30 @@ def test_demo_prints_the_board_overview():
     result = CliRunner().invoke(cli, ["--now", NOW.isoformat(), "demo"], obj=wide_app())
     assert result.exit_code == 0, result.output
     assert "Core Platform Team" in result.output
+
+
+def test_batch_and_per_task_histories_agree_over_the_whole_scenario(sandbox, config_path):
+    client = client_for(sandbox)
+    data = load_boards(client, load_config(config_path))
+    tasks = [(t.id, t.phid) for t in data.tasks.values()]
+    batch = fetch_timelines(client, tasks, use_batch=True)
+    sandbox.stats.reset()
+    per_task = fetch_timelines(client, tasks, use_batch=False, concurrency=4)
+    assert sandbox.stats.requests["maniphest.gettasktransactions"] == 0
+    assert sandbox.stats.requests["transaction.search"] >= len(tasks)
+    assert batch.keys() == per_task.keys() and len(batch) == len(tasks)
+    differing = [p for p in batch if batch[p].events != per_task[p].events]
+    assert not differing
+    assert sum(len(t.moves()) for t in batch.values()) > 100  # the scenario really moves tasks
+
+
+def test_server_without_the_batch_method_uses_transaction_search(sandbox, config_path):
+    sandbox.store.features["gettasktransactions"] = False
+    try:
+        client = client_for(sandbox)
+        data = load_boards(client, load_config(config_path))
+        timelines = fetch_timelines(client, [(t.id, t.phid) for t in data.tasks.values()])
+        assert len(timelines) == len(data.tasks)
+        assert sandbox.stats.requests["maniphest.gettasktransactions"] == 0
+    finally:
+        sandbox.store.features["gettasktransactions"] = True
