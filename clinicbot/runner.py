@@ -270,18 +270,31 @@ class Planner:
         return {"items": self._items(ds), "on_duty_note": self.on_duty_note, "team": self.team, "now": self.now,
                 "recipients": self.recipients}
 
+    def _people(self, ds: list[Decision]) -> list[Recipient]:
+        """The engineers on duty, plus whoever a rotation notice is about: they must hear it too."""
+        people = list(self.recipients)
+        known = {r.username for r in people}
+        for d in ds:
+            facts = d.finding.facts
+            if d.finding.slug == "rotation-notice" and facts.get("username") and facts["username"] not in known:
+                known.add(facts["username"])
+                people.append(Recipient(username=str(facts["username"]), name=str(facts.get("name") or ""),
+                                        email=str(facts.get("email") or ""), chat=str(facts.get("chat") or "")))
+        return people
+
     def _chat(self, ds: list[Decision]) -> None:
-        handles = [r.chat_handle for r in self.recipients]
+        people = self._people(ds)
+        handles = [r.chat_handle for r in people]
         text = self.templates.render("chat/findings.chat.j2", mentions=handles, **self._context(ds))
         key = f"chat:{_short_hash(_handling_id(d) for d in ds)}"
-        self.outbox.chat(text, key, mentions=[r.chat for r in self.recipients if r.chat], refs=[_ref(d) for d in ds])
+        self.outbox.chat(text, key, mentions=[r.chat for r in people if r.chat], refs=[_ref(d) for d in ds])
 
     def _email(self, ds: list[Decision]) -> None:
         ctx = self._context(ds)
         subject = self.templates.render("email/findings.subject.j2", **ctx).strip()
         text = self.templates.render("email/findings.txt.j2", **ctx)
         html = self.templates.render("email/findings.html.j2", **ctx)
-        to = [r.email for r in self.recipients if r.email]
+        to = list(dict.fromkeys(r.email for r in self._people(ds) if r.email))
         key = f"email:{_short_hash(_handling_id(d) for d in ds)}"
         self.outbox.email(to, subject, text, html, key, refs=[_ref(d) for d in ds])
 

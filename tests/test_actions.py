@@ -534,3 +534,22 @@ def test_away_engineer_is_not_pinged_and_manager_steps_in():
     finally:
         rotation_mod.on_duty = real
     assert on_duty_recipients(None, NOW, users) == ([], "nobody is on duty and the rotation names no manager")
+
+
+def test_rotation_notice_reaches_the_member_it_is_about(tmp_path):
+    notice = Finding("rotation-notice", None, None, "info", "Frank Fischer (frank) rotates on in 2 days",
+                     {"notice_key": "frank:on:2026-11-24", "username": "frank", "name": "Frank Fischer",
+                      "email": "frank@example.org", "chat": "<@U0FRANK>"}, subject="frank:on:2026-11-24")
+    erin = Recipient("erin", "Erin Evans", "erin@example.org", "<@U0ERIN>", "PHID-USER-erin")
+    with Ledger.open(tmp_path) as book:
+        rec = book.start_episode(notice, NOW)
+        chat, mail = FakeChat(), FakeMail()
+        box = outbox(FakeClient(), book, chat_sender=chat, email_sender=mail)
+        snap = Snapshot(now=NOW, boards={}, tasks={})
+        Planner(box, Templates(), snap, [erin], "", "Core", "https://phab.example.org/", NOW).plan(
+            [Decision(notice, rec, True, ["chat", "email"], "new")])
+        box.deliver()
+    [text] = chat.sent
+    assert "<@U0FRANK>" in text and "<@U0ERIN>" in text
+    [message] = mail.sent
+    assert "frank@example.org" in str(message) and "erin@example.org" in str(message)
