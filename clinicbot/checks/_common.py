@@ -1,5 +1,5 @@
 """Helpers the check families share: who counts as a human, when a task entered a column,
-the facts every task finding carries.
+the facts every task finding carries and the finding itself.
 
 Kept apart from the families so that each family module reads as "what is off", not "how
 to dig it out of a timeline". Nothing here does I/O or reads the clock.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable
 
-from clinicbot.checks.base import CheckContext
+from clinicbot.checks.base import CheckContext, Finding
 from clinicbot.checks.hours import age, in_days, in_hours
 from clinicbot.model import Column, Snapshot, Task
 
@@ -99,6 +99,21 @@ def task_facts(snapshot: Snapshot, task: Task) -> dict[str, Any]:
         "owner": snapshot.username(task.owner_phid),
         "author": snapshot.username(task.author_phid),
     }
+
+
+def task_finding(slug: str, snapshot: Snapshot, task: Task, /, *, severity: str, summary: str,
+                 subject: str = "", **facts: Any) -> Finding:
+    """A finding about one task: its summary made one line, its facts the task's own
+    (``task_facts``) followed by ``facts``."""
+    return Finding(
+        slug=slug,
+        task_phid=task.phid,
+        task_id=task.id,
+        severity=severity,
+        summary=one_line(summary),
+        facts={**task_facts(snapshot, task), **facts},
+        subject=subject,
+    )
 
 
 def column_facts(snapshot: Snapshot, column: Column) -> dict[str, Any]:

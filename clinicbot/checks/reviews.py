@@ -16,13 +16,12 @@ from clinicbot.checks._common import (
     describe_age,
     entered_at,
     oldest_placement,
-    one_line,
     other_places,
     placements,
     response_exclusions,
     responders,
     setting,
-    task_facts,
+    task_finding,
     where,
 )
 from clinicbot.checks.base import CheckContext, Finding
@@ -57,21 +56,15 @@ class ReviewNeededCheck:
             task, column, since, approximate, waited = oldest_placement(ctx, waiting)
             if waited < limit:
                 continue
-            findings.append(Finding(
-                slug=self.slug,
-                task_phid=task.phid,
-                task_id=task.id,
-                severity="warning",
-                summary=one_line(f"{task.monogram} {task.title} has waited {'about ' if approximate else ''}"
-                                 f"{describe_age(ctx, waited, 'days')} in {where(snapshot, column)} "
-                                 "without a response from the team"),
-                facts={
-                    **task_facts(snapshot, task),
-                    **column_facts(snapshot, column),
-                    **age_facts(ctx, since, waited, threshold_days=days),
-                    "approximate": approximate,
-                    "other_places": other_places(snapshot, entries, column),
-                },
+            findings.append(task_finding(
+                self.slug, snapshot, task, severity="warning",
+                summary=(f"{task.monogram} {task.title} has waited {'about ' if approximate else ''}"
+                         f"{describe_age(ctx, waited, 'days')} in {where(snapshot, column)} "
+                         "without a response from the team"),
+                **column_facts(snapshot, column),
+                **age_facts(ctx, since, waited, threshold_days=days),
+                approximate=approximate,
+                other_places=other_places(snapshot, entries, column),
             ))
         return findings
 
@@ -90,20 +83,14 @@ class WaitingForReviewCheck:
             task, column, since, approximate, waited = oldest_placement(ctx, entries)
             if waited < limit:
                 continue
-            findings.append(Finding(
-                slug=self.slug,
-                task_phid=task.phid,
-                task_id=task.id,
-                severity="info",
-                summary=one_line(f"{task.monogram} {task.title} has been in {where(snapshot, column)} for "
-                                 f"{'about ' if approximate else ''}{describe_age(ctx, waited, 'days')}"),
-                facts={
-                    **task_facts(snapshot, task),
-                    **column_facts(snapshot, column),
-                    **age_facts(ctx, since, waited, threshold_days=days),
-                    "approximate": approximate,
-                    "other_places": other_places(snapshot, entries, column),
-                },
+            findings.append(task_finding(
+                self.slug, snapshot, task, severity="info",
+                summary=(f"{task.monogram} {task.title} has been in {where(snapshot, column)} for "
+                         f"{'about ' if approximate else ''}{describe_age(ctx, waited, 'days')}"),
+                **column_facts(snapshot, column),
+                **age_facts(ctx, since, waited, threshold_days=days),
+                approximate=approximate,
+                other_places=other_places(snapshot, entries, column),
             ))
         return findings
 

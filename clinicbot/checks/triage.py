@@ -18,7 +18,6 @@ from clinicbot.checks._common import (
     describe_age,
     entered_at,
     iso,
-    one_line,
     oldest_placement,
     other_places,
     placements,
@@ -26,6 +25,7 @@ from clinicbot.checks._common import (
     priority_set_at,
     setting,
     task_facts,
+    task_finding,
     where,
 )
 from clinicbot.checks.base import CheckContext, Finding
@@ -54,22 +54,15 @@ class UntriagedCheck:
             task, column, since, approximate, waited = oldest_placement(ctx, entries)
             if waited < limit:
                 continue
-            facts = {
-                **task_facts(ctx.snapshot, task),
+            about = "about " if approximate else ""
+            findings.append(task_finding(
+                self.slug, ctx.snapshot, task, severity="warning",
+                summary=(f"{task.monogram} {task.title} has waited {about}{describe_age(ctx, waited, 'hours')} "
+                         f"in {where(ctx.snapshot, column)} without triage"),
                 **column_facts(ctx.snapshot, column),
                 **age_facts(ctx, since, waited, threshold_hours=hours),
-                "approximate": approximate,
-                "other_places": other_places(ctx.snapshot, entries, column),
-            }
-            about = "about " if approximate else ""
-            findings.append(Finding(
-                slug=self.slug,
-                task_phid=task.phid,
-                task_id=task.id,
-                severity="warning",
-                summary=one_line(f"{task.monogram} {task.title} has waited {about}{describe_age(ctx, waited, 'hours')} "
-                                 f"in {where(ctx.snapshot, column)} without triage"),
-                facts=facts,
+                approximate=approximate,
+                other_places=other_places(ctx.snapshot, entries, column),
             ))
         return findings
 
@@ -175,18 +168,12 @@ class UnprioritisedCheck:
             waited = age(ctx, since)
             if waited < limit:
                 continue
-            findings.append(Finding(
-                slug=self.slug,
-                task_phid=task.phid,
-                task_id=task.id,
-                severity="warning",
-                summary=one_line(f"{task.monogram} {task.title} has had priority {triage.name} for "
-                                 f"{describe_age(ctx, waited, 'days')}"),
-                facts={
-                    **task_facts(ctx.snapshot, task),
-                    **age_facts(ctx, since, waited, threshold_days=days),
-                    "created": iso(task.created),
-                },
+            findings.append(task_finding(
+                self.slug, ctx.snapshot, task, severity="warning",
+                summary=(f"{task.monogram} {task.title} has had priority {triage.name} for "
+                         f"{describe_age(ctx, waited, 'days')}"),
+                **age_facts(ctx, since, waited, threshold_days=days),
+                created=iso(task.created),
             ))
         return findings
 

@@ -13,13 +13,12 @@ from typing import Any, Mapping
 from clinicbot.checks._common import (
     age_facts,
     describe_age,
-    one_line,
     priority_set_at,
     priority_value,
     response_exclusions,
     responders,
     setting,
-    task_facts,
+    task_finding,
 )
 from clinicbot.checks.base import CheckContext, Finding
 from clinicbot.checks.hours import age
@@ -60,11 +59,11 @@ class UnbreakNowCheck:
             if waited < limit:
                 continue
             base = {
-                **task_facts(snapshot, task),
                 **age_facts(ctx, since, waited, threshold_hours=hours),
                 "raised_by": _raised_by(snapshot, task, unbreak.value),
             }
             took = describe_age(ctx, waited, "hours")
+            lasted = f"{task.monogram} {task.title} has been {unbreak.name} for {took}"
 
             timeline = snapshot.timelines.get(task.phid)
             # Without a timeline we cannot know whether anyone answered: say nothing rather
@@ -74,26 +73,16 @@ class UnbreakNowCheck:
                     since, exclude=response_exclusions(snapshot, task), responders=responders(snapshot)
                 )
                 if answer is None:
-                    findings.append(Finding(
-                        slug=self.slug,
-                        task_phid=task.phid,
-                        task_id=task.id,
-                        severity="critical",
-                        summary=one_line(f"{task.monogram} {task.title} has been {unbreak.name} for {took} "
-                                         "without a response from the team"),
-                        facts={**base, "reason": NO_RESPONSE},
-                        subject=NO_RESPONSE,
+                    findings.append(task_finding(
+                        self.slug, snapshot, task, severity="critical", subject=NO_RESPONSE,
+                        summary=f"{lasted} without a response from the team",
+                        **base, reason=NO_RESPONSE,
                     ))
             if not task.owner_phid:
-                findings.append(Finding(
-                    slug=self.slug,
-                    task_phid=task.phid,
-                    task_id=task.id,
-                    severity="critical",
-                    summary=one_line(f"{task.monogram} {task.title} has been {unbreak.name} for {took} "
-                                     "and nobody owns it"),
-                    facts={**base, "reason": NO_OWNER},
-                    subject=NO_OWNER,
+                findings.append(task_finding(
+                    self.slug, snapshot, task, severity="critical", subject=NO_OWNER,
+                    summary=f"{lasted} and nobody owns it",
+                    **base, reason=NO_OWNER,
                 ))
         return findings
 

@@ -23,12 +23,11 @@ from clinicbot.checks._common import (
     iso,
     is_engineer,
     on_watched_board,
-    one_line,
     other_places,
     placements,
     plural,
     setting,
-    task_facts,
+    task_finding,
     where,
 )
 from clinicbot.checks.base import CheckContext, Finding
@@ -114,24 +113,17 @@ class CookieLickingCheck:
             if waited < limit:
                 continue
             username = snapshot.username(owner)
-            idle.append(Finding(
-                slug=self.slug,
-                task_phid=task.phid,
-                task_id=task.id,
-                severity="info",
-                summary=one_line(f"{username} claimed {task.monogram} {task.title} and has done nothing on it "
-                                 f"for {describe_age(ctx, waited, 'days')}"),
-                facts={
-                    **task_facts(snapshot, task),
-                    **age_facts(ctx, last, waited, threshold_days=idle_days),
-                    "reason": "idle",
-                    "who": username,
-                    "owner_phid": owner,
-                    "claimed_at": iso(claimed),
-                    "claimed_by": claimed_by,
-                    "last_action_at": iso(last),
-                },
-                subject=username,
+            idle.append(task_finding(
+                self.slug, snapshot, task, severity="info", subject=username,
+                summary=(f"{username} claimed {task.monogram} {task.title} and has done nothing on it "
+                         f"for {describe_age(ctx, waited, 'days')}"),
+                **age_facts(ctx, last, waited, threshold_days=idle_days),
+                reason="idle",
+                who=username,
+                owner_phid=owner,
+                claimed_at=iso(claimed),
+                claimed_by=claimed_by,
+                last_action_at=iso(last),
             ))
 
         overloaded: list[Finding] = []
@@ -189,22 +181,16 @@ class StaleInProgressCheck:
             waited = age(ctx, last)
             if waited < limit:
                 continue
-            findings.append(Finding(
-                slug=self.slug,
-                task_phid=task.phid,
-                task_id=task.id,
-                severity="info",
-                summary=one_line(f"{task.monogram} {task.title} in {where(snapshot, column)} has had no activity "
-                                 f"for {describe_age(ctx, waited, 'days')}"),
-                facts={
-                    **task_facts(snapshot, task),
-                    **column_facts(snapshot, column),
-                    **age_facts(ctx, last, waited, threshold_days=days),
-                    "last_activity_at": iso(last),
-                    "last_actor": actor,
-                    "last_activity_kind": kind,
-                    "other_places": other_places(snapshot, entries, column),
-                },
+            findings.append(task_finding(
+                self.slug, snapshot, task, severity="info",
+                summary=(f"{task.monogram} {task.title} in {where(snapshot, column)} has had no activity "
+                         f"for {describe_age(ctx, waited, 'days')}"),
+                **column_facts(snapshot, column),
+                **age_facts(ctx, last, waited, threshold_days=days),
+                last_activity_at=iso(last),
+                last_actor=actor,
+                last_activity_kind=kind,
+                other_places=other_places(snapshot, entries, column),
             ))
         return findings
 
