@@ -120,6 +120,11 @@ def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], 
         if run:
             runs.append(run)
         for r in runs:
+            if len(r) == 1 and s.dashed:
+                # A reference line (an SLA) with one category would be a lone invisible point:
+                # draw it across the plot instead.
+                y = r[0].split(",")[1]
+                r = [f"{f.x0:.1f},{y}", f"{f.x1:.1f},{y}"]
             if len(r) > 1:
                 body.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{" ".join(r)}"/>')
     return _svg(width, height, title, body, legend)
