@@ -10,9 +10,7 @@ meeting is not delivered again, however often the command runs.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import click
 
+from clinicbot.fileio import write_atomic
 from clinicbot.config import Config
 from clinicbot.errors import ConfigError
 from clinicbot.report_render import EXTENSIONS, render
@@ -172,15 +171,7 @@ def file_format(path: str, fmt: str | None) -> str:
 
 def write_file(path: Path, text: str) -> None:
     """Atomically, so a page served from that directory is never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 def output_path(directory: Path, data: Mapping[str, Any], fmt: str) -> Path:

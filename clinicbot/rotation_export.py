@@ -11,13 +11,12 @@ The wiki section contains no timestamp of the run, so it only changes when the r
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from icalendar import Calendar, Event
 
+from clinicbot.fileio import write_atomic
 from clinicbot.rotation import Rotation, Shift, coverage_gaps, shifts_between
 from clinicbot.wiki import replace_section
 
@@ -75,25 +74,6 @@ def calendar(rot: Rotation, start: datetime, end: datetime, *, now: datetime) ->
 
 def calendar_bytes(rot: Rotation, start: datetime, end: datetime, *, now: datetime) -> bytes:
     return bytes(calendar(rot, start, end, now=now).to_ical())
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write to a temp file beside ``path`` and rename: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # --------------------------------------------------------------------------------------------

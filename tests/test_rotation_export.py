@@ -96,3 +96,16 @@ def test_wiki_section_lists_gaps_and_replaces_itself():
     page = "= Team =\n\nhello\n"
     once = replace_section(page, section)
     assert once.startswith(page) and replace_section(once, section) == once
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "index.html"
+        write_atomic(target, "<html></html>")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644 and target.read_text() == "<html></html>"
