@@ -40,3 +40,9 @@ def test_every_exit_code_is_documented():
     table = README.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     for code in (EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_CONDUIT, EXIT_CAP):
         assert f"| {code} |" in table
+
+
+def test_readme_shows_the_latest_bench_table():
+    bench = (ROOT / "docs" / "bench.md").read_text()
+    latest = bench[bench.index("Latest run:"):].strip()
+    assert latest in README, "copy the latest table from docs/bench.md into the README's Performance section"
