@@ -359,3 +359,18 @@ def test_away_engineers_are_not_pinged_and_the_manager_covers_for_nobody(sandbox
     texts = [a["text"] for a in data["actions"] if a["handler"] == "comment"]
     assert texts and all(t.startswith("@erin: ") and "everyone on duty is away" in t for t in texts)
     assert data["on_duty"] == ["erin"]
+
+
+def test_custom_checks_by_dotted_path_and_a_failing_one_is_named(sandbox, tmp_path):
+    path = make_config(tmp_path, sandbox, commenting=())
+    data = yaml.safe_load(path.read_text())
+    data["checks"]["old-open-task"] = {"path": "custom_checks_example:old_open_tasks"}
+    data["checks"]["explode"] = {"path": "custom_checks_example:explode"}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, out, err = run(path, "check", "--format", "json")
+    assert code == 1
+    result = json.loads(out)
+    slugs = {f["slug"] for f in result["findings"]}
+    assert "old-open-task" in slugs and "untriaged" in slugs  # the others still ran
+    assert [f["slug"] for f in result["failures"]] == ["explode"]
+    assert "explode" in err and "the custom check broke" in err
