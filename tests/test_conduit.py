@@ -232,7 +232,7 @@ def test_transport_errors_never_quote_the_token(caplog):
 
 
 def test_redact_scrubs_token_shapes():
-    assert redact("x api-abcdefghijklmnopqrstuvwxyz12 y") == "x api-REDACTED y"
+    assert redact("x api-ABCDEFGHIJKLMNOPQRSTUVWXYZ12 y") == "x api-REDACTED y"
     assert redact("token=secret-thing", "secret-thing") == "token=api-REDACTED"
 
 
