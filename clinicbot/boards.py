@@ -151,7 +151,7 @@ def fetch_users(client: ConduitClient, *, phids: Iterable[str] = (), usernames: 
     return users
 
 
-def _resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file: str) -> dict[str, dict[str, Any]]:
+def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file: str) -> dict[str, dict[str, Any]]:
     """(key, identifier) pairs -> identifier -> project record. Identifiers: PHID, #hashtag or name."""
     found: dict[str, dict[str, Any]] = {}
     phids = [ident for _, ident in wanted if ident.startswith("PHID-PROJ-")]
@@ -186,7 +186,7 @@ def _resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file
 def resolve_boards(client: ConduitClient, config: Config) -> list[Board]:
     """Resolve the configured boards and column roles to PHIDs; unknown names are config errors."""
     file = str(config.path) if config.path else "<config>"
-    projects = _resolve_projects(client, [(f"{b.key}.project", b.project) for b in config.boards], file)
+    projects = resolve_projects(client, [(f"{b.key}.project", b.project) for b in config.boards], file)
     board_phids = [projects[b.project]["phid"] for b in config.boards]
     columns_by_board: dict[str, list[Column]] = {phid: [] for phid in board_phids}
     for item in client.search("project.column.search", constraints={"projects": board_phids}):
@@ -269,13 +269,17 @@ class BoardData:
     priorities: tuple[Priority, ...]
 
 
+def load_structure(client: ConduitClient, config: Config) -> tuple[list[Board], tuple[Status, ...], tuple[Priority, ...]]:
+    """What every reader needs before tasks: the capability check, the boards with roles
+    resolved to PHIDs, and the server's statuses and priorities."""
+    client.require()
+    return resolve_boards(client, config), fetch_statuses(client), fetch_priorities(client)
+
+
 def load_boards(client: ConduitClient, config: Config, *, roles: Iterable[str] | None = None,
                 open_only: bool = False) -> BoardData:
     """Boards and their tasks. With ``roles``, fetch only the tasks in columns with those roles."""
-    client.require()
-    statuses = fetch_statuses(client)
-    priorities = fetch_priorities(client)
-    boards = resolve_boards(client, config)
+    boards, statuses, priorities = load_structure(client, config)
     wanted_roles = set(roles) if roles is not None else None
     cols = [c for b in boards for c in b.columns if wanted_roles is None or c.role in wanted_roles]
     proxies = {c.proxy_phid: c for c in cols if c.proxy_phid}

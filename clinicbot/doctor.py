@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from clinicbot.app import App
-from clinicbot.boards import fetch_priorities, fetch_statuses, resolve_boards
+from clinicbot.boards import load_structure
 from clinicbot.conduit import OPTIONAL_METHODS
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK, ClinicbotError
 
@@ -65,20 +65,18 @@ def run_doctor(app: App) -> DoctorReport:
     client = app.client()
     me = client.call("user.whoami")
     report.ok_line(f"connected to {config.url} as {me.get('userName')} ({me.get('phid')})")
-    client.require()
+    boards, statuses, priorities = load_structure(client, config)
     report.ok_line("the server has every Conduit method clinicbot needs")
     for method in OPTIONAL_METHODS:
         if client.has_method(method):
             report.info(f"optional method {method}: available")
         else:
             report.warn(f"optional method {method}: missing (clinicbot falls back or disables that feature)")
-    statuses = fetch_statuses(client)
-    priorities = fetch_priorities(client)
     report.ok_line("statuses: " + ", ".join(f"{s.value}{' (closed)' if s.closed else ''}" for s in statuses))
     report.ok_line("priorities: " + ", ".join(f"{p.name}={p.value}" for p in priorities))
     if not any(p.keyword == "unbreak" for p in priorities):
         report.warn("no priority with the keyword 'unbreak': the unbreak-now check will find nothing")
-    for board in resolve_boards(client, config):
+    for board in boards:
         report.ok_line(f"board {board.name} ({board.phid})")
         for col in board.columns:
             role = f" -> {col.role}" if col.role else ""

@@ -11,7 +11,7 @@ people read. Times are ISO 8601 UTC strings, durations are hours (floats), task 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable, Mapping, Sequence
 
 from clinicbot.escape import one_line
@@ -172,17 +172,12 @@ def digest_inbox(snapshot: Snapshot) -> list[dict[str, Any]]:
     return rows
 
 
-def entered(snapshot: Snapshot, task: Task, col: Column) -> tuple[datetime, bool]:
-    """When the task entered its current column (and whether that is approximate)."""
-    return snapshot.entered_column(task, col)
-
-
 def digest_review_queue(snapshot: Snapshot) -> list[dict[str, Any]]:
     """Open tasks in review_needed and waiting_for_review columns, longest waiting first."""
     rows = []
     for role in ("review_needed", "waiting_for_review"):
         for task, col in snapshot.tasks_with_role(role):
-            at, approximate = entered(snapshot, task, col)
+            at, approximate = snapshot.entered_column(task, col)
             rows.append({**_task(snapshot, task), "board": _board_name(snapshot, col), "column": col.name,
                          "role": role, "waiting_since": iso(at), "waiting_hours": _hours(at, snapshot.now),
                          "approximate": approximate})
@@ -267,7 +262,7 @@ def build_agenda(
     items = []
     for task, cols in _unique_tasks(snapshot.tasks_with_role("triage_meeting_inbox")):
         col = cols[0]
-        at, approximate = entered(snapshot, task, col)
+        at, approximate = snapshot.entered_column(task, col)
         timeline = snapshot.timelines.get(task.phid)
         moves = timeline.moved_into(col.board_phid, col.phid) if timeline is not None else []
         # The mover is known only if the last move into the column is what put it there now.

@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from clinicbot.boards import BoardData, _resolve_projects, fetch_users, load_boards
+from clinicbot.boards import BoardData, fetch_users, load_boards, resolve_projects
 from clinicbot.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.model import Snapshot, User
@@ -31,7 +31,7 @@ def team_projects(client: ConduitClient, config: Config, data: BoardData) -> tup
     names = list(config.get("team.projects"))
     if names:
         file = str(config.path) if config.path else "<config>"
-        found = _resolve_projects(client, [(f"team.projects[{i}]", n) for i, n in enumerate(names)], file)
+        found = resolve_projects(client, [(f"team.projects[{i}]", n) for i, n in enumerate(names)], file)
         phids = frozenset(found[n]["phid"] for n in names)
     else:
         phids = frozenset(b.phid for b in data.boards)

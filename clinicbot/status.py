@@ -21,7 +21,7 @@ from rich.table import Table
 
 from clinicbot.config import Config
 from clinicbot.errors import StateError
-from clinicbot.scheduler import JOB_TARGETS, Schedule, parse_schedule, resolve_target
+from clinicbot.scheduler import JOB_TARGETS, parse_schedule, resolve_target
 from clinicbot.sync import CacheStore, _alive, cache_path
 
 

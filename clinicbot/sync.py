@@ -57,11 +57,9 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol
 from clinicbot.boards import (
     TASK_ATTACHMENTS,
     BoardData,
-    fetch_priorities,
-    fetch_statuses,
+    load_structure,
     parse_task,
     place_in_proxy_columns,
-    resolve_boards,
 )
 from clinicbot.conduit import ConduitClient
 from clinicbot.config import Config
@@ -251,9 +249,9 @@ class Structure:
 
 
 def fetch_structure(client: ConduitClient, config: Config) -> Structure:
-    client.require()
-    return Structure(boards=resolve_boards(client, config), statuses=fetch_statuses(client),
-                     priorities=fetch_priorities(client), batch_history=client.has_method(LEGACY_METHOD))
+    boards, statuses, priorities = load_structure(client, config)
+    return Structure(boards=boards, statuses=statuses, priorities=priorities,
+                     batch_history=client.has_method(LEGACY_METHOD))
 
 
 def boards_fingerprint(config: Config) -> str:

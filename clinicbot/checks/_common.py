@@ -54,11 +54,6 @@ def created_at(snapshot: Snapshot, task: Task) -> datetime:
     return task.created
 
 
-def entered_at(snapshot: Snapshot, task: Task, column: Column) -> tuple[datetime, bool]:
-    """When ``task`` entered ``column`` and whether that time is only approximate."""
-    return snapshot.entered_column(task, column)
-
-
 def priority_value(value: Any) -> int | None:
     """A priority as a transaction carries it: {"value": 100, "name": ...}, 100 or "100"."""
     if isinstance(value, dict):
@@ -151,7 +146,7 @@ def oldest_placement(ctx: CheckContext, entries: list[tuple[Task, Column]]) -> t
     approximate, age). Ties keep the board order the snapshot gave."""
     best = None
     for task, column in entries:
-        since, approximate = entered_at(ctx.snapshot, task, column)
+        since, approximate = ctx.snapshot.entered_column(task, column)
         waited = age(ctx, since)
         if best is None or waited > best[4]:
             best = (task, column, since, approximate, waited)

@@ -14,7 +14,6 @@ from clinicbot.checks._common import (
     age_facts,
     column_facts,
     describe_age,
-    entered_at,
     oldest_placement,
     other_places,
     placements,
@@ -48,7 +47,7 @@ class ReviewNeededCheck:
             who = responders(snapshot)
             waiting = []
             for _, column in entries:
-                since, approximate = entered_at(snapshot, task, column)
+                since, approximate = snapshot.entered_column(task, column)
                 if timeline.first_response(since, exclude=exclude, responders=who) is None:
                     waiting.append((task, column))
             if not waiting:

@@ -16,7 +16,6 @@ from clinicbot.checks._common import (
     age_facts,
     column_facts,
     describe_age,
-    entered_at,
     iso,
     oldest_placement,
     other_places,
@@ -110,7 +109,7 @@ class TriageMeetingLeftoversCheck:
         for entries in placements(ctx.snapshot, ["triage_meeting_inbox"]).values():
             # Earliest arrival over the task's boards: it was "there before the meeting" if it
             # was in any meeting inbox by then.
-            dated = [(entered_at(ctx.snapshot, t, c), t, c) for t, c in entries]
+            dated = [(ctx.snapshot.entered_column(t, c), t, c) for t, c in entries]
             (since, approximate), task, column = min(dated, key=lambda d: d[0][0])
             if since >= meeting:
                 continue
