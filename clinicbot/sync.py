@@ -15,7 +15,7 @@ The cache is one SQLite file in the state directory (``cache.sqlite``, WAL journ
 Three sync modes, picked by :func:`plan_sync`:
 
 ``incremental``  one ``maniphest.search`` over the boards' ``columnPHIDs`` with
-                 ``modifiedStart`` = last *successful* sync start minus an overlap; histories
+                 ``modifiedStart`` = the high-water mark minus an overlap; histories
                  only for tasks whose ``dateModified`` differs from the one their cached
                  history was fetched for. No structure calls: the boards, statuses,
                  priorities and server capabilities come from the cache.
@@ -28,10 +28,13 @@ Three sync modes, picked by :func:`plan_sync`:
                  missing or older cache, a new history parser). Sightings are observations
                  that cannot be fetched again, so they are kept.
 
-Why the high-water mark is the *start* of the last successful sync (minus an overlap): a
-task changed while a sync pages is caught by the next one; a failed sync does not move the
-mark, so the next run asks again for everything since the last good one. "now minus the
-interval" would lose every change made while a run failed or the machine slept.
+Why the high-water mark is the newest ``dateModified`` the server has shown us (minus an
+overlap), and never our own clock: the server stamps every edit with *its* clock, and
+``modifiedStart`` is compared with those stamps. A mark taken from this host's clock skips
+every edit stamped by a server whose clock is behind ours (or a sandbox replaying a fixed
+time). The overlap covers edits that commit late with an older stamp (a long write, several
+web nodes). A failed sync does not move the mark, so the next run asks again for everything
+since the last good one; the mark only ever grows.
 
 Why a half-done sync is safe to keep: pages are committed as they arrive (a 100,000-task
 cold sync that dies at 90 % keeps its work), but the mark moves only at the end, and a history
@@ -73,7 +76,7 @@ CACHE_FILE = "cache.sqlite"
 SCHEMA_VERSION = 1
 LEGACY_METHOD = "maniphest.gettasktransactions"
 
-DEFAULT_OVERLAP = 600  # seconds; covers clock skew between this host and the server
+DEFAULT_OVERLAP = 600  # seconds before the newest server dateModified seen; covers late-committing edits
 DEFAULT_RECONCILE_HOURS = 24.0
 DEFAULT_CONCURRENCY = 4
 DEFAULT_HISTORY_CHUNK = 500  # tasks whose histories are fetched and written per round (bounds memory)
@@ -561,8 +564,9 @@ def sync(
 
     Takes the state lock (re-entrant per thread): raises LockHeldError if another process has it.
 
-    ``now`` is the sync's start, from the caller's clock: it becomes the next high-water mark,
-    so it must be the real current time (not a replayed ``--now``).
+    ``now`` is the sync's start, from the caller's clock: it times the periodic reconcile and dates
+    first sightings. The high-water mark is not taken from it but from the server's own
+    ``dateModified`` stamps (see the module docstring).
     """
     settings = settings or SyncSettings.from_config(config)
     progress = progress or _NoProgress()
@@ -607,13 +611,15 @@ def sync(
         result = SyncResult(mode=plan.mode, reason=plan.reason, started=now, finished=now,
                             modified_start=modified_start)
         seen: set[str] = set()
+        # The next mark: the newest server stamp seen, never lower than the last one.
+        newest = store.high_water() or 0  # None after a full sync forgot it
         need: dict[str, tuple[int, int]] = {}  # phid -> (id, modified) whose history to fetch
         proxies = structure.proxies()
         progress.phase("tasks", None if plan.mode == "incremental" else (store.task_count() or None))
         if structure.column_phids():
             for page in client.search_pages("maniphest.search", constraints=constraints,
                                             attachments=TASK_ATTACHMENTS, order=order):
-                _store_page(store, page, proxies, started_epoch, seen, need)
+                newest = max(newest, _store_page(store, page, proxies, started_epoch, seen, need))
                 result.tasks_fetched += len(page)
                 progress.advance(len(page))
 
@@ -632,7 +638,7 @@ def sync(
                 store.put("boards_fingerprint", boards_fingerprint(config))
             store.put("history_fingerprint", _history_fingerprint())
             # Only now, with every page and history stored, does the mark move.
-            store.put("high_water", str(started_epoch))
+            store.put("high_water", str(newest))
             result.tasks_total = store.task_count()
             # The end time from a monotonic clock: core code does not read the wall clock.
             result.finished = now + timedelta(seconds=time.monotonic() - clock)
@@ -647,7 +653,8 @@ def sync(
 
 
 def _store_page(store: CacheStore, page: list[dict[str, Any]], proxies: Mapping[str, Column], started: int,
-                seen: set[str], need: dict[str, tuple[int, int]]) -> None:
+                seen: set[str], need: dict[str, tuple[int, int]]) -> int:
+    """Store one page of tasks; return the newest ``dateModified`` on it (server clock), 0 if empty."""
     tasks: list[tuple[Task, dict[str, Any]]] = []
     for item in page:
         task = parse_task(item)  # statuses are applied on load; here only placement matters
@@ -666,6 +673,7 @@ def _store_page(store: CacheStore, page: list[dict[str, Any]], proxies: Mapping[
             if history_at.get(task.phid) != modified:
                 need[task.phid] = (task.id, modified)
             _record_sightings(conn, task, placements.get(task.phid, {}), min(modified, started))
+    return max((int(t.modified.timestamp()) for t, _ in tasks), default=0)
 
 
 def _record_sightings(conn: sqlite3.Connection, task: Task, known: Mapping[str, tuple[str, int]], seen_at: int) -> None:

@@ -16,6 +16,7 @@ from clinicbot.config import Config, load_config
 from clinicbot.demo import write_sandbox_config
 from clinicbot.errors import ConduitError, StateError
 from clinicbot.history import fetch_timelines
+from clinicbot.model import from_epoch
 from clinicbot.sandbox import Sandbox, generate_scenario
 from clinicbot.sync import CacheStore, SyncSettings, cache_path, load_cached, sync
 
@@ -123,7 +124,9 @@ def test_warm_sync_fetches_only_what_changed(env):
     result = env.sync()
     assert result.mode == "incremental"
     assert result.calls_by_method == {"maniphest.search": 1, "maniphest.gettasktransactions": 1}
-    assert result.tasks_fetched == 5 and result.histories_fetched == 5
+    # The changed five, plus any task stamped within the overlap of the newest one seen before:
+    # those come back in the same page, but their histories are not read again.
+    assert result.tasks_fetched >= 5 and result.histories_fetched == 5
     env.assert_cache_matches_server()
     cached = load_cached(env.config)
     task = next(t for t in cached.data.tasks.values() if t.id == ids[0])
@@ -134,15 +137,41 @@ def test_warm_sync_fetches_only_what_changed(env):
     assert quiet.calls_by_method == {"maniphest.search": 1} and quiet.histories_fetched == 0
 
 
-def test_the_mark_is_the_last_successful_start_minus_the_overlap(env):
-    first = env.sync(settings=SyncSettings(overlap=300))
+def newest_stamp(env: Env) -> int:
+    """The newest dateModified on the watched boards, as the server stamped it."""
+    return max(int(t.modified.timestamp()) for t in env.truth()[0].tasks.values())
+
+
+def test_the_mark_is_the_newest_server_stamp_minus_the_overlap(env):
+    env.sync(settings=SyncSettings(overlap=300))
     env.clock.tick(3600)
     second = env.sync(settings=SyncSettings(overlap=300))
-    assert second.modified_start == first.started - timedelta(seconds=300)
+    assert second.modified_start == from_epoch(newest_stamp(env) - 300)
+
+
+@pytest.mark.parametrize("skew", [timedelta(days=400), timedelta(hours=-3)], ids=["server-behind", "server-ahead"])
+def test_edits_stamped_by_a_server_whose_clock_differs_from_ours_are_fetched(small_env, skew):
+    """Regression: the mark came from this host's clock, so a server whose clock is behind ours
+    (or the sandbox at its fixed time) had every later edit skipped by `modifiedStart`."""
+    env = small_env
+
+    def our_sync():  # this host's clock is `skew` away from the server's
+        return sync(env.client, env.config, now=env.clock.now + skew)
+
+    our_sync()
+    ids = board_task_ids(env)[:3]
+    env.comment(ids, "after the first sync")
+    env.clock.tick(60)
+    result = our_sync()
+    assert result.mode == "incremental" and result.histories_fetched == 3
+    env.assert_cache_matches_server()
+    texts = {e.text for tl in load_cached(env.config).timelines.values() for e in tl.events if e.kind == "commented"}
+    assert {f"after the first sync {i}" for i in ids} <= texts
 
 
 def test_a_sync_failing_on_the_second_page_keeps_the_mark_and_the_next_run_loses_nothing(env):
-    first = env.sync()
+    env.sync()
+    mark = newest_stamp(env)
     ids = board_task_ids(env)
     changed = ids[:150]  # two pages of changes
     env.comment(changed, "before the failure")
@@ -164,12 +193,12 @@ def test_a_sync_failing_on_the_second_page_keeps_the_mark_and_the_next_run_loses
         env.sync(progress=FaultAfterFirstPage())
     env.sb.faults.clear()
     with CacheStore(cache_path(env.config)) as store:
-        assert store.high_water() == int(first.started.timestamp())
+        assert store.high_water() == mark
     env.comment(ids[200:201], "after the failure")
     env.clock.tick(60)
     result = env.sync()
     assert result.mode == "incremental"
-    assert result.modified_start == first.started - timedelta(seconds=SyncSettings().overlap)
+    assert result.modified_start == from_epoch(mark - SyncSettings().overlap)
     env.assert_cache_matches_server()
     cached = load_cached(env.config)
     texts = {e.text for tl in cached.timelines.values() for e in tl.events if e.kind == "commented"}
