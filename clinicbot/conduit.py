@@ -58,6 +58,10 @@ REQUIRED_METHODS = (
     "maniphest.priority.search",
     "transaction.search",
 )
+# ``*.search`` methods that define no parameters at all (``conduit.query`` lists none): Phorge
+# refuses any parameter with ERR-CONDUIT-CALL, so the only valid call is ``{}``, and the answer is
+# ``{"data": [...]}`` with no cursor: nothing to page (recordings ``*--no-params.json``).
+UNPAGED_SEARCHES = frozenset({"maniphest.status.search", "maniphest.priority.search"})
 OPTIONAL_METHODS = ("maniphest.gettasktransactions", "maniphest.edit", "phriction.edit", "phriction.create",
                     "phriction.document.search")
 
@@ -312,11 +316,21 @@ class ConduitClient:
         constraints: dict[str, Any] | None = None,
         attachments: dict[str, bool] | None = None,
         order: str | list[str] | None = None,
-        limit: int = PAGE_LIMIT,
+        limit: int | None = None,
         **extra: Any,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Yield each page of a ``*.search`` method, following ``cursor.after`` to the end."""
-        limit = min(limit, PAGE_LIMIT)
+        """Yield each page of a ``*.search`` method, following ``cursor.after`` to the end.
+
+        The methods in :data:`UNPAGED_SEARCHES` take no parameters: they are called with none
+        and yield their one ``data`` list.
+        """
+        if method in UNPAGED_SEARCHES:
+            given = [k for k, v in (("constraints", constraints), ("attachments", attachments), ("order", order),
+                                    ("limit", limit)) if v is not None] + list(extra)
+            if given:
+                raise TypeError(f"{method} takes no parameters (got {', '.join(given)})")
+            yield self._data(method, self.call(method))
+            return
         params: dict[str, Any] = dict(extra)
         if constraints:
             params["constraints"] = constraints
@@ -324,16 +338,14 @@ class ConduitClient:
             params["attachments"] = attachments
         if order is not None:
             params["order"] = order
-        params["limit"] = limit
+        params["limit"] = min(limit if limit is not None else PAGE_LIMIT, PAGE_LIMIT)
         after: str | None = None
         seen: set[str] = set()
         while True:
             if after is not None:
                 params["after"] = after
             result = self.call(method, **params)
-            if not isinstance(result, dict) or not isinstance(result.get("data"), list):
-                raise ConduitProtocolError(method, "search result without a 'data' list")
-            yield result["data"]
+            yield self._data(method, result)
             cursor = result.get("cursor") or {}
             after = cursor.get("after")
             if after is None or not result["data"]:
@@ -342,6 +354,12 @@ class ConduitClient:
             if after in seen:  # a server bug must not turn into an endless loop
                 raise ConduitProtocolError(method, f"cursor {after!r} repeated while paging")
             seen.add(after)
+
+    @staticmethod
+    def _data(method: str, result: Any) -> list[dict[str, Any]]:
+        if not isinstance(result, dict) or not isinstance(result.get("data"), list):
+            raise ConduitProtocolError(method, "search result without a 'data' list")
+        return result["data"]
 
     def search(self, method: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Iterate over every item of a ``*.search`` method across all pages."""

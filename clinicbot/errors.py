@@ -14,6 +14,7 @@ Conduit token.
     │   └── LockHeldError(path, pid)       exit 2  another instance holds the state lock
     ├── ConduitError(method, message)      exit 3  talking to Phabricator failed
     │   ├── ConduitAPIError(method, code, info)       the server answered with an error_code
+    │   │     (ERR-CONDUIT-CALL: an unknown method -> upgrade the server; undefined parameters -> our bug)
     │   ├── ConduitTransportError(method, reason)     network, timeout, HTTP 5xx/429 after retries
     │   │   └── ConduitWriteUncertain                 a write timed out: it may or may not have applied
     │   ├── ConduitProtocolError(method, detail)      the answer was not Conduit JSON
@@ -22,6 +23,8 @@ Conduit token.
 """
 
 from __future__ import annotations
+
+import re
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -94,25 +97,51 @@ class ConduitError(ClinicbotError):
 
 
 class ConduitAPIError(ConduitError):
-    """The server answered HTTP 200 with a non-null ``error_code``."""
+    """The server answered HTTP 200 with a non-null ``error_code``.
+
+    ``ERR-CONDUIT-CALL`` means two different things on Phorge, told apart by ``error_info``:
+    ``Conduit API method "x" does not exist.`` (the server lacks the method: upgrade it) and
+    ``API Method "x" does not define these parameters: 'limit', 'after'.`` (clinicbot sent a
+    parameter the method does not take: a clinicbot bug). ``undefined_params`` holds the names
+    of the second kind, ``unknown_method`` is True for the first.
+    """
 
     HINTS = {
         "ERR-INVALID-AUTH": "check the Conduit API token (phabricator.token_env / token_file / ~/.arcrc)",
         "ERR-INVALID-SESSION": "no API token was sent; configure one (phabricator.token_env / token_file / ~/.arcrc)",
-        "ERR-CONDUIT-CALL": "the server does not have this method; upgrade Phabricator/Phorge or disable the feature",
+        "ERR-CONDUIT-CALL": "the server refused the call itself; check that phabricator.url is a Phabricator/Phorge "
+                            "server, and report it as a clinicbot bug if it is",
         "ERR-INVALID-PAGE-SIZE": "page size must be at most 100 (this is a clinicbot bug, please report it)",
     }
+    UNKNOWN_METHOD_HINT = "the server does not have this method; upgrade Phabricator/Phorge or disable the feature"
 
     def __init__(self, method: str, code: str, info: str | None):
         self.code = code
         self.info = info or ""
         # error_info can be multi-line ("Validation errors:\n  - ...") or hold HTML: fold it to one line.
         info_line = " ".join(self.info.split())
+        self.undefined_params: tuple[str, ...] = ()
+        self.unknown_method = False
         hint = self.HINTS.get(code)
+        if code == "ERR-CONDUIT-CALL":
+            undefined = _UNDEFINED_PARAMS.search(info_line)
+            if undefined:
+                self.undefined_params = tuple(re.findall(r"'([^']*)'", undefined.group(1)))
+                names = ", ".join(f"'{n}'" for n in self.undefined_params) or undefined.group(1)
+                hint = (f"a clinicbot bug, not a server problem: clinicbot sent {method} parameters it does not "
+                        f"define ({names}); please report it and upgrade clinicbot")
+            elif _UNKNOWN_METHOD.search(info_line):
+                self.unknown_method = True
+                hint = self.UNKNOWN_METHOD_HINT
         msg = f"Conduit {method} failed with {code}: {info_line}" if info_line else f"Conduit {method} failed with {code}"
         if hint:
             msg += f" ({hint})"
         super().__init__(method, msg)
+
+
+# Phorge's two ERR-CONDUIT-CALL texts (ConduitCall.php and ConduitMethodDoesNotExistException.php).
+_UNDEFINED_PARAMS = re.compile(r"does not define these parameters: (.*?)\.?$")
+_UNKNOWN_METHOD = re.compile(r'method "[^"]*" does not exist', re.IGNORECASE)
 
 
 class ConduitTransportError(ConduitError):

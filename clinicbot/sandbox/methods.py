@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import json
-from importlib import resources
 from typing import Any, Callable
 
+from clinicbot.sandbox import params as sandbox_params
 from clinicbot.sandbox import render
 from clinicbot.sandbox.engine import apply_edit
 from clinicbot.sandbox.search import Ctx, Engine, as_int_list, as_list, fault, read_cursor, read_limit, run_search
@@ -53,15 +52,8 @@ def call(ctx: Ctx, name: str, params: dict[str, Any]) -> Any:
 
 # -- conduit.* / user.whoami ---------------------------------------------------------------
 
-_DOCS: dict[str, Any] | None = None
-
-
 def _method_docs() -> dict[str, Any]:
-    global _DOCS
-    if _DOCS is None:
-        text = resources.files("clinicbot.sandbox").joinpath("conduit_methods.json").read_text(encoding="utf-8")
-        _DOCS = json.loads(text)
-    return _DOCS
+    return sandbox_params.method_docs()  # the recorded conduit.query answer
 
 
 @method("conduit.ping")

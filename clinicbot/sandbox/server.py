@@ -25,6 +25,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from clinicbot.sandbox import methods
+from clinicbot.sandbox import params as sandbox_params
 from clinicbot.sandbox.scenario import Scenario
 from clinicbot.sandbox.search import Ctx
 from clinicbot.sandbox.store import ConduitFault, Store
@@ -153,23 +154,43 @@ def _listify(value: Any) -> Any:
 
 
 def decode_request(method: str, fields: list[tuple[str, str]]) -> tuple[dict[str, Any], str | None, str | None]:
-    """(params, token, output) from the form fields of a Conduit call."""
+    """(params, token, output) from the form fields of a Conduit call, read as Phorge reads them.
+
+    The three encodings and which fields are metadata are described in :mod:`.params`.
+    """
     form = dict(fields)
     output = form.get("output")
-    if "params" in form:
+    console = [(k, v) for k, v in fields if k.startswith("params[")]
+    if console:
+        params = {}
+        for key, value in console:
+            name = key[len("params["):].split("]", 1)[0]
+            try:
+                params[name] = json.loads(value or "null")
+            except ValueError:
+                raise ConduitFault("ERR-CONDUIT-CORE", (
+                    f"The value for parameter '{name}' is not valid JSON. All parameters must be encoded as JSON "
+                    "values, including strings (which means you need to surround them in double quotes). Check "
+                    f"your syntax. Value was: {value}.")) from None
+        return params, _token(params.pop("__conduit__", None)), output
+    if form.get("params"):
         try:
             params = json.loads(form["params"])
         except ValueError:
             params = None
-        if params == []:
-            params = {}
+        if isinstance(params, list):  # PHP has one array type: [] is {}, [x, y] is {"0": x, "1": y}
+            params = {str(i): v for i, v in enumerate(params)}
         if not isinstance(params, dict):
             raise ConduitFault("ERR-CONDUIT-CORE", f"Invalid parameter information was passed to method '{method}'.")
-        meta = params.pop("__conduit__", None)
-        token = meta.get("token") if isinstance(meta, dict) else None
-        return params, token or form.get("api.token"), output
-    rest = [(k, v) for k, v in fields if k not in ("api.token", "output", "__conduit__", "host")]
+        # Only the JSON's own __conduit__ carries the token here; a form-level api.token is ignored.
+        return params, _token(params.pop("__conduit__", None)), output
+    rest = [(k, v) for k, v in fields if not sandbox_params.is_metadata_field(sandbox_params.top_level_name(k))]
     return _php_fields(rest), form.get("api.token"), output
+
+
+def _token(meta: Any) -> str | None:
+    token = meta.get("token") if isinstance(meta, dict) else None
+    return str(token) if token else None
 
 
 def check_token(token: str | None, tokens: dict[str, str]) -> str:
@@ -379,13 +400,16 @@ class Sandbox:
     def answer(self, method: str, fields: list[tuple[str, str]]) -> bytes:
         """The JSON body for one Conduit call (HTTP-free, so tests may call it directly)."""
         try:
+            # Phorge's order: decode the fields, find the method, refuse undefined parameters
+            # (before authentication: even a call without a token gets this error), run.
+            params, token, output = decode_request(method, fields)
             if method not in methods.available(self.store):
                 raise ConduitFault("ERR-CONDUIT-CALL", f'Conduit API method "{method}" does not exist.')
-            params, token, output = decode_request(method, fields)
             if output == "human":
                 raise ConduitFault("PhabricatorPolicyException",
                                    "[You Shall Not Pass: Restricted Application] (Can View) You do not have permission "
                                    "to view this object. // Logged in users can take this action.")
+            sandbox_params.check(method, params)
             user = None
             if method not in methods.NO_AUTH:
                 user = self.store.users_by_name[check_token(token, self.tokens)]
