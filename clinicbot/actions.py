@@ -41,6 +41,7 @@ from clinicbot.errors import (
     ConduitWriteUncertain,
     SafetyCapExceeded,
 )
+from clinicbot import escape
 from clinicbot.escape import ZWSP
 from clinicbot.ledger import Intent, Ledger
 
@@ -87,13 +88,24 @@ def guard_mentions(text: str, allowed: Iterable[str], *, pattern: re.Pattern[str
     return pattern.sub(fix, text)
 
 
+def guard_remarkup(text: str, allowed: Iterable[str]) -> str:
+    """A comment at the write boundary: no control characters, no ``@name`` that is not intended.
+
+    Task text quoted by ``escape.remarkup`` (inline monospace) is inert on the server and is left
+    as it is; outside those spans every unintended mention is broken.
+    """
+    allowed = list(allowed)
+    return escape.outside_monospace(escape.clean(text, lines=True), lambda part: guard_mentions(part, allowed))
+
+
 _SLACK_SPECIAL = re.compile(r"<(![a-z]+(?:\^[^>|]*)?(?:\|[^>]*)?|@[A-Z0-9]+(?:\|[^>]*)?)>")
 
 
 def guard_chat(text: str, allowed: Iterable[str]) -> str:
     """Chat: ``@name`` as above, plus Slack's ``<!channel>``/``<!here>``/``<@U123>`` unless intended."""
     ok = set(allowed)
-    text = _SLACK_SPECIAL.sub(lambda m: m.group(0) if m.group(0) in ok else "&lt;" + m.group(1) + "&gt;", text)
+    text = _SLACK_SPECIAL.sub(lambda m: m.group(0) if m.group(0) in ok else "&lt;" + m.group(1) + "&gt;",
+                              escape.clean(text, lines=True))
     return guard_mentions(text, [a for a in ok if not a.startswith("<")], pattern=_CHAT_MENTION)
 
 
@@ -300,7 +312,7 @@ class Outbox:
     def comment(self, task: Any, text: str, key: str, *, mentions: Iterable[str] = (), refs: Iterable[Any] = ()) -> Action:
         """A comment on a task. ``mentions``: the usernames it may ``@mention``; any other is broken."""
         mentions = list(mentions)
-        return self._add(Action("comment", f"T{task.id}", "planned", guard_mentions(text, mentions), key,
+        return self._add(Action("comment", f"T{task.id}", "planned", guard_remarkup(text, mentions), key,
                                 target=f"T{task.id}", task_phid=task.phid, recipients=mentions, refs=list(refs)))
 
     def subscribe(self, task: Any, user_phids: Iterable[str], key: str, *, usernames: Iterable[str] = (),
@@ -322,8 +334,10 @@ class Outbox:
     def email(self, to: Sequence[str], subject: str, text: str, html: str | None, key: str, *,
               mentions: Iterable[str] = (), refs: Iterable[Any] = ()) -> Action:
         # Email addresses contain "@": the guard would break them, so only the body is guarded
-        # and the recipient list is kept apart.
+        # and the recipient list is kept apart. Control characters never leave (escape.clean).
         allowed = list(mentions)
+        text, subject = escape.clean(text, lines=True), escape.one_line(subject)
+        html = escape.clean(html, lines=True) if html else html
         action = Action("email", None, "planned", guard_mentions(text, allowed), key, target=", ".join(to),
                         subject=subject, html=guard_mentions(html, allowed) if html else html,
                         recipients=list(to), refs=list(refs))
@@ -334,7 +348,8 @@ class Outbox:
         return self._add(action)
 
     def console_message(self, text: str, key: str, *, task: str | None = None, refs: Iterable[Any] = ()) -> Action:
-        return self._add(Action("console", task, "planned", text, key, target="console", refs=list(refs)))
+        return self._add(Action("console", task, "planned", escape.one_line(text), key, target="console",
+                                refs=list(refs)))
 
     def skip(self, handler: str, task: str | None, key: str, reason: str, *, text: str = "",
              refs: Iterable[Any] = ()) -> Action:
@@ -553,5 +568,5 @@ def iso_line(text: str, limit: int = 80) -> str:
 __all__ = [
     "Action", "ChatSender", "DeliveryError", "DeliveryUncertain", "EmailSender", "Outbox", "Recipient", "Resolution",
     "SMTPEmailSender", "WebhookChatSender", "chat_sender_from_config", "email_sender_from_config", "guard_chat",
-    "guard_mentions", "text_hash",
+    "guard_mentions", "guard_remarkup", "text_hash",
 ]

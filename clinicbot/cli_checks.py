@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
+from clinicbot import escape
 from clinicbot.app import App, parse_now
 from clinicbot.errors import ConfigError, SafetyCapExceeded
 
@@ -66,10 +68,10 @@ def check(app: App, apply_: bool, dry_run: bool, only: str | None, task: str | N
         if result is None:
             raise
     for failure in result.failures:
-        click.echo(f"clinicbot: check {getattr(failure, 'slug', '?')} failed: {getattr(failure, 'error', failure)}",
-                   err=True)
+        click.echo(escape.one_line(f"clinicbot: check {getattr(failure, 'slug', '?')} failed: "
+                                   f"{getattr(failure, 'error', failure)}"), err=True)
     if fmt == "json":
-        click.echo(json.dumps(result.to_json(), indent=2, default=_json_default))
+        click.echo(json.dumps(escape.scrub(result.to_json()), indent=2, default=_json_default))
     else:
         render_result(app, result)
     if result.cap_error is not None:
@@ -77,14 +79,20 @@ def check(app: App, apply_: bool, dry_run: bool, only: str | None, task: str | N
     sys.exit(result.exit_code)
 
 
+def _cell(value: Any) -> Text:
+    """A table cell from text that may come from a task: clean, one line, never console markup."""
+    return Text(escape.one_line(value))
+
+
 def render_result(app: App, result: Any) -> None:
+    """Tables and the full texts to post; task text is cleaned of control characters on the way."""
     out = app.console
     mode = "APPLY" if result.apply else "DRY RUN (nothing is posted; pass --apply to post)"
     out.print(f"clinicbot check at {result.now.isoformat()} - {mode}", markup=False, highlight=False)
     if result.recipients or result.on_duty_note:
         names = ", ".join(r.username for r in result.recipients) or "nobody"
         extra = f" ({result.on_duty_note})" if result.on_duty_note else ""
-        out.print(f"on duty: {names}{extra}", markup=False, highlight=False)
+        out.print(escape.one_line(f"on duty: {names}{extra}"), markup=False, highlight=False)
     if not result.findings:
         out.print("no findings", markup=False)
     else:
@@ -95,19 +103,21 @@ def render_result(app: App, result: Any) -> None:
         for f in result.findings:
             d = decisions.get(f.key)
             decision = ("act: " + ", ".join(d.handlers) if d.act else d.reason) if d else ""
-            table.add_row(f.slug, f"T{f.task_id}" if f.task_id is not None else "-", f.severity, decision, f.summary)
+            table.add_row(_cell(f.slug), f"T{f.task_id}" if f.task_id is not None else "-", _cell(f.severity),
+                          _cell(decision), _cell(f.summary))
         out.print(table, markup=False, highlight=False)
     if result.cleared:
-        out.print("cleared (condition gone): " + ", ".join(r.key for r in result.cleared), markup=False, highlight=False)
-    for res in result.resolutions:
-        out.print(f"earlier {res.intent.handler} on {res.intent.task or '-'}: {res.outcome} ({res.detail})",
+        out.print(escape.one_line("cleared (condition gone): " + ", ".join(r.key for r in result.cleared)),
                   markup=False, highlight=False)
+    for res in result.resolutions:
+        out.print(escape.one_line(f"earlier {res.intent.handler} on {res.intent.task or '-'}: {res.outcome} "
+                                  f"({res.detail})"), markup=False, highlight=False)
     if result.actions:
         table = Table(title=f"{len(result.actions)} action(s)", title_justify="left")
         for col in ("handler", "where", "status", "detail"):
             table.add_column(col, overflow="fold")
         for a in result.actions:
-            table.add_row(a.handler, a.target or "-", a.status, a.error or a.reason or "")
+            table.add_row(_cell(a.handler), _cell(a.target or "-"), _cell(a.status), _cell(a.error or a.reason or ""))
         out.print(table, markup=False, highlight=False)
     # Exactly what would be (or was) posted where: the full texts, never interpreted as markup.
     for a in result.actions:
@@ -117,8 +127,8 @@ def render_result(app: App, result: Any) -> None:
         head = f"--- {verb}: {a.handler} -> {a.target or '-'}"
         if a.subject:
             head += f" (subject: {a.subject})"
-        out.print(head, markup=False, highlight=False)
-        out.print(a.text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+        out.print(escape.one_line(head), markup=False, highlight=False)
+        out.print(escape.clean(a.text.rstrip("\n"), lines=True), markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command("ledger")
@@ -168,7 +178,7 @@ def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: 
             "snoozes": [{"target": s.target, "until": s.until, "reason": s.reason} for s in snoozes],
             "pending_intents": pending,
         }
-        click.echo(json.dumps(data, indent=2, default=_json_default))
+        click.echo(json.dumps(escape.scrub(data), indent=2, default=_json_default))
         return
     if writing and not records:
         return
@@ -181,12 +191,12 @@ def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: 
         # The outcomes of the latest handling (they share its time): "comment posted, chat failed".
         last_at = r.outcomes[-1]["at"] if r.outcomes else None
         outcome = ", ".join(f"{o['handler']} {o['status']}" for o in r.outcomes if o["at"] == last_at)
-        table.add_row(r.key, str(r.episode), _short(r.created_at), _short(r.handled_at), str(r.times_handled),
-                      "open" if r.is_open else f"cleared {_short(r.cleared_at)}", outcome)
+        table.add_row(_cell(r.key), str(r.episode), _short(r.created_at), _short(r.handled_at), str(r.times_handled),
+                      "open" if r.is_open else f"cleared {_short(r.cleared_at)}", _cell(outcome))
     app.console.print(table, markup=False, highlight=False)
     for s in snoozes:
-        app.console.print(f"snoozed: {s.target} until {iso(s.until)}" + (f" ({s.reason})" if s.reason else ""),
-                          markup=False, highlight=False)
+        app.console.print(escape.one_line(f"snoozed: {s.target} until {iso(s.until)}"
+                                          + (f" ({s.reason})" if s.reason else "")), markup=False, highlight=False)
     for i in pending:
         app.console.print(f"unconfirmed write: {i['handler']} on {i.get('task') or '-'} at {i['at']} "
                           "(checked on the next run before anything is posted again)", markup=False, highlight=False)

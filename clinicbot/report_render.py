@@ -20,7 +20,6 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
-from rich.markup import escape as rich_escape
 
 from clinicbot import escape
 from clinicbot.svg import Series, bar_chart, hbar_chart, line_chart
@@ -58,16 +57,11 @@ def _local(tz_name: str):
     return local
 
 
-def term(text: Any, limit: int | None = None) -> str:
-    """For rich console markup: plain text, and '[' can never open a style tag."""
-    return rich_escape(escape.plain(str(text or ""), limit))
-
-
 def _templates(templates_dir: str | Path | None, tz_name: str) -> Any:
     from clinicbot.templating import Templates
 
     t = Templates(templates_dir)
-    t.env.filters.update(hours=format_hours, local=_local(tz_name), term=term)
+    t.env.filters.update(hours=format_hours, local=_local(tz_name))
     return t
 
 
@@ -77,7 +71,8 @@ def render(data: Mapping[str, Any], fmt: str, *, templates_dir: str | Path | Non
     if fmt not in MEDIA:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(MEDIA)}")
     if fmt == "json":
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        # The data as built, minus control characters and bidi overrides (task text is data).
+        return json.dumps(escape.scrub(data), indent=2, ensure_ascii=False) + "\n"
     templates = _templates(templates_dir, str(data.get("timezone") or "UTC"))
     context: dict[str, Any] = {"r": data}
     if data["kind"] == "metrics" and fmt == "html":

@@ -4,14 +4,19 @@ A deployment's ``templates_dir`` is searched first, so a file there with the sam
 built-in template (``checks/untriaged.remarkup.j2``, ``chat/findings.chat.j2``, …) replaces
 it. Task text is data: templates pass it through the filter of their medium
 
-* ``remarkup`` — Phabricator comments and wiki pages (inline literal, mentions broken)
-* ``chat``     — Slack-compatible messages
-* ``plain``    — plain-text email and terminals
-* ``md``       — Markdown
-* ``header``   — email subject lines
+* ``remarkup``      — Phabricator comments and wiki pages (inline monospace, backticks → ´)
+* ``remarkup_cell`` — the same inside a Remarkup table cell (``|`` and ``[[`` made harmless)
+* ``taskref``       — a task link in Remarkup that creates no mention edge: ``[[ /T1 | T1 ]]``
+* ``chat``          — Slack-compatible messages
+* ``plain``         — plain-text email
+* ``md``            — Markdown
+* ``header``        — email subject lines
+* ``term``          — rich console markup
 
-and ``.html.j2`` templates are autoescaped. ``StrictUndefined``: a typo in a template is an
-error at render time, not an empty string in a message sent to people.
+and ``.html.j2`` templates are autoescaped. Every printed value also passes through
+``escape.finalize`` (control characters and bidi overrides removed), whatever filter a custom
+template uses or forgets. ``StrictUndefined``: a typo in a template is an error at render time,
+not an empty string in a message sent to people.
 """
 
 from __future__ import annotations
@@ -69,9 +74,14 @@ def make_environment(templates_dir: str | Path | None = None) -> jinja2.Environm
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        finalize=escape.finalize,
     )
     env.filters.update(
         remarkup=escape.remarkup,
+        remarkup_cell=escape.remarkup_cell,
+        taskref=escape.taskref,
+        term=escape.term,
+        html=escape.html,
         chat=escape.chat,
         plain=escape.plain,
         md=escape.markdown,
