@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clinicbot.app import App
+from clinicbot.config import SETTINGS_BY_NAME
 from clinicbot.errors import ClinicbotError, ConfigError
 from clinicbot.rotation import (
     DEFAULT_HORIZON,
@@ -36,7 +37,7 @@ from clinicbot.rotation import (
     validate,
 )
 from clinicbot.rotation_export import calendar_bytes, wiki_section, write_atomic
-from clinicbot.wiki import PublishResult, publish_section
+from clinicbot.wiki import PublishResult, WikiWriter
 
 CHANGES_DAYS = 14
 ICAL_PAST = timedelta(weeks=4)  # keep recent shifts in the feed so "last week" still shows
@@ -99,25 +100,29 @@ def _run(app: App, rotation_path: Path | None, fmt: str, days: int, horizon: tim
         events = data.count(b"BEGIN:VEVENT")
         report["ical"] = {"path": str(ical_path), "events": events}
         messages.append(f"wrote {ical_path} ({events} events)")
-    section = wiki_section(rot, now)
+    section = wiki_section(rot)  # a function of the file alone: publishing again changes nothing
     if slug:
-        if not apply and app.has_config():
-            apply = bool(app.config().get("apply"))
-        result = publish_section(app.client(), slug, title or rot.name, section, apply=apply)
+        cap = int(SETTINGS_BY_NAME["max_writes_per_run"].default)
+        if app.has_config():
+            apply = apply or bool(app.config().get("apply"))
+            cap = int(app.config().get("max_writes_per_run"))
+        # Every page created (missing parents included) or edited is one write under the cap.
+        writer = WikiWriter(app.client(), apply=apply, cap=cap)
+        result = writer.publish_section(slug, title or rot.name, section)
         report["publish"] = _publish_json(result)
         messages += _publish_lines(result)
 
     if wiki:
         click.echo(section, nl=False)
         for m in messages:
-            app.err_console.print(m, markup=False, highlight=False, emoji=False)
+            app.err_console.print(m, markup=False, highlight=False, emoji=False, soft_wrap=True)
         return
     if fmt == "json":
         click.echo(json.dumps({**_summary_json(rot, now, days, horizon, warnings), **report}, indent=2))
         return
     _print_tables(app, rot, now, days, horizon, warnings)
-    for m in messages:
-        app.console.print(m, markup=False, highlight=False, emoji=False)
+    for m in messages:  # not wrapped: a diff line or a slug cut in two reads wrong
+        app.console.print(m, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,15 +160,22 @@ def _warning(w: RotationWarning) -> dict[str, Any]:
 
 
 def _publish_json(r: PublishResult) -> dict[str, Any]:
-    return {"status": r.status, "slug": r.slug, "diff_summary": r.diff_summary, "diff": r.diff, "uri": r.uri}
+    return {"status": r.status, "slug": r.slug, "diff_summary": r.diff_summary, "diff": r.diff, "uri": r.uri,
+            "parent_pages": list(r.ancestors), "writes": r.writes}
 
 
 def _publish_lines(r: PublishResult) -> list[str]:
+    parents = ", ".join(r.ancestors)
     if r.status == "planned":
-        return [f"dry run: would update wiki page {r.slug} ({r.diff_summary}); pass --apply to write", r.diff]
+        verb = "create" if r.diff_summary.startswith("new page") else "edit"
+        lines = [f"dry run: would {verb} wiki page {r.slug} ({r.diff_summary})"
+                 + (f" after creating its missing parent pages {parents}" if parents else "")
+                 + f"; {r.writes} write(s); pass --apply to write", r.diff]
+        return lines
     if r.status == "unchanged":
         return [f"wiki page {r.slug}: section already up to date, nothing written"]
-    return [f"wiki page {r.slug} {r.status} ({r.diff_summary})" + (f": {r.uri}" if r.uri else "")]
+    return ([f"created missing parent pages {parents}"] if parents else []) + \
+        [f"wiki page {r.slug} {r.status} ({r.diff_summary})" + (f": {r.uri}" if r.uri else "")]
 
 
 def _summary_json(rot: Rotation, now: datetime, days: int, horizon: timedelta,

@@ -2,7 +2,9 @@
 
 Targets: ``stdout`` (default), ``file:PATH``, ``email``, ``chat``, ``task:T123`` (a comment on a
 tracking task), ``wiki`` (Phriction). Messages go through :class:`clinicbot.actions.Outbox`
-(ledger, dry run, cap, never twice), pages through :func:`clinicbot.wiki.publish_page`. Every
+(ledger, dry run, cap, never twice), pages through :class:`clinicbot.wiki.WikiWriter` (missing
+parent pages created, unchanged pages not written). Both share the run's one write cap: every
+message, page created or page edited is one write, and the cap is checked before the first. Every
 delivery but stdout and files has an idempotency key ``<report>:<day or meeting date>:<target>``
 (``digest:2026-11-22:chat``, ``agenda:2026-11-26:wiki``): a report delivered once for a day or a
 meeting is not delivered again, however often the command runs.
@@ -20,8 +22,9 @@ import click
 
 from clinicbot.fileio import write_atomic
 from clinicbot.config import Config
-from clinicbot.errors import ConfigError
+from clinicbot.errors import ConfigError, SafetyCapExceeded
 from clinicbot.report_render import EXTENSIONS, render
+from clinicbot.wiki import normalize_slug
 
 KINDS = ("digest", "agenda", "metrics")
 TITLES = {"digest": "Daily triage digest", "agenda": "Triage meeting agenda", "metrics": "Clinic duty metrics"}
@@ -219,11 +222,14 @@ class Deliverer:
     def deliver(self, data: Mapping[str, Any], targets: Sequence[Target], *, fmt: str = "term",
                 recipients: Sequence[str] = ()) -> list[Delivery]:
         from clinicbot.actions import Outbox
+        from clinicbot.wiki import WikiWriter
 
         out: list[Delivery] = []
         outbox = Outbox(self.client, self.ledger, apply=self.apply, cap=self.cap, now=self.now,
                         chat_sender=self.chat_sender, email_sender=self.email_sender, bot_phid=self.bot_phid)
+        wiki = WikiWriter(self.client, apply=self.apply, cap=self.cap)
         planned: list[tuple[Target, Any]] = []
+        pages: list[tuple[Target, str, Any]] = []  # (target, key, PagePlan): written after the cap check
         for target in targets:
             if target.kind == "stdout":
                 text = self.render(data, fmt)
@@ -237,7 +243,14 @@ class Deliverer:
                 write_file(Path(target.arg), self.render(data, file_fmt))
                 out.append(Delivery(str(target), "written", f"{file_fmt} to {target.arg}"))
             elif target.kind == "wiki":
-                out.append(self._wiki(data, target))
+                key = delivery_key(data, target)
+                if self.ledger.already_delivered(key):
+                    earlier = self.ledger.delivery(key) or {}
+                    slug = normalize_slug(wiki_slug(data, self.settings))
+                    out.append(Delivery(str(target), "skipped",
+                                        f"already published at {earlier.get('at', '?')} ({slug})", key))
+                else:
+                    pages.append((target, key, self._wiki_plan(wiki, data)))  # reads only; checks the cap
             else:
                 key = delivery_key(data, target)
                 if target.kind == "chat":
@@ -253,38 +266,29 @@ class Deliverer:
                         continue
                     planned.append((target, outbox.comment(task, self.render(data, "remarkup"), key)))
         if planned:
-            outbox.deliver()
+            # One cap for the run: what the pages need is taken off the messages' share.
+            outbox.cap = self.cap - wiki.planned
+            try:
+                outbox.deliver()
+            except SafetyCapExceeded as exc:
+                raise SafetyCapExceeded(self.cap, exc.planned + wiki.planned, exc.done) from None
             for target, action in planned:
                 detail = action.reason or action.error or ("dry run: would send" if action.status == "planned" else "")
                 out.append(Delivery(str(target), action.status, detail, action.key))
+        for target, key, plan in pages:
+            out.append(self._wiki_write(wiki, data, target, key, plan))
         return out
 
-    def _wiki(self, data: Mapping[str, Any], target: Target) -> Delivery:
-        from clinicbot.wiki import normalize_slug, publish_page, read_page
-
-        key = delivery_key(data, target)
-        slug = normalize_slug(wiki_slug(data, self.settings))
-        if self.ledger.already_delivered(key):
-            earlier = self.ledger.delivery(key) or {}
-            return Delivery(str(target), "skipped", f"already published at {earlier.get('at', '?')} ({slug})", key)
-        # phriction.create needs every parent page to exist (root included): create the
-        # missing ones first, as empty index pages.
-        parents = []
-        parts = slug.strip("/").split("/")
-        for i in range(1, len(parts)):
-            parent = "/".join(parts[:i]) + "/"
-            if read_page(self.client, parent) is None:
-                parents.append(parent)
-        for parent in parents:
-            if self.apply:
-                publish_page(self.client, parent, parent.strip("/").rsplit("/", 1)[-1].replace("_", " ").title(),
-                             "Pages published by clinicbot.", apply=True)
+    def _wiki_plan(self, wiki: Any, data: Mapping[str, Any]) -> Any:
         title = subject(data) if data["kind"] != "metrics" else f"{TITLES['metrics']}: {data['team']}"
-        result = publish_page(self.client, slug, title, self.render(data, "remarkup"), apply=self.apply,
+        return wiki.plan_page(wiki_slug(data, self.settings), title, self.render(data, "remarkup"),
                               description=f"clinicbot: {data['kind']} {period(data)}")
+
+    def _wiki_write(self, wiki: Any, data: Mapping[str, Any], target: Target, key: str, plan: Any) -> Delivery:
+        result = wiki.execute(plan)
         if self.apply and result.status in ("created", "edited", "unchanged"):
-            self.ledger.mark_delivered(key, self.now, handler="wiki", slug=slug, result=result.status)
-        detail = f"{slug}: {result.diff_summary}"
-        if parents:
-            detail += f" (parent pages {'created' if self.apply else 'to create'}: {', '.join(parents)})"
+            self.ledger.mark_delivered(key, self.now, handler="wiki", slug=result.slug, result=result.status)
+        detail = f"{result.slug}: {result.diff_summary}"
+        if result.ancestors:
+            detail += (f" (parent pages {'created' if self.apply else 'to create'}: {', '.join(result.ancestors)})")
         return Delivery(str(target), result.status, detail, key)

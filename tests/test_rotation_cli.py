@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -84,7 +84,7 @@ def test_wiki_prints_only_the_section(workdir):
     result, _ = run(["--wiki"])
     assert result.exit_code == 0
     assert result.output.startswith("= Current Clinic Duty Rotation =\n")
-    assert "On duty now" in result.output and "┃" not in result.output
+    assert "**Schedule from" in result.output and "┃" not in result.output
 
 
 BROKEN = {
@@ -134,7 +134,7 @@ def test_publish_is_a_dry_run_by_default_then_one_edit(workdir):
     app.set_client(client)
     result, _ = run(["--publish", "Core Platform Team"], app)
     assert result.exit_code == 0
-    assert "dry run: would update wiki page core_platform_team/" in result.output
+    assert "dry run: would edit wiki page core_platform_team/" in result.output
     assert "+= Current Clinic Duty Rotation =" in result.output
     assert client.writes == []
     for _ in range(2):
@@ -144,3 +144,100 @@ def test_publish_is_a_dry_run_by_default_then_one_edit(workdir):
     assert len(client.writes) == 1
     content = client.pages["core_platform_team/"][1]
     assert content.startswith("= Core Platform Team =\n\nhello\n\n= Current Clinic Duty Rotation =\n")
+
+
+def test_publish_on_a_fresh_wiki_creates_root_and_parent_first_and_the_dry_run_says_so(workdir):
+    client = FakePhriction(fresh=True)
+    app = App(now_override=NOW, env={})
+    app.set_client(client)
+    result, _ = run(["--publish", "clinic/rotation"], app)
+    assert result.exit_code == 0, result.output
+    assert ("dry run: would create wiki page clinic/rotation/" in result.output
+            and "after creating its missing parent pages /, clinic/; 3 write(s)" in result.output)
+    assert client.writes == []
+    result, _ = run(["--publish", "clinic/rotation", "--apply", "--format", "json"], app)
+    assert result.exit_code == 0, result.output
+    publish = json.loads(result.output)["publish"]
+    assert publish["status"] == "created" and publish["parent_pages"] == ["/", "clinic/"] and publish["writes"] == 3
+    assert [p["slug"] for _, p in client.writes] == ["/", "clinic/", "clinic/rotation/"]
+
+
+def test_publish_the_next_day_with_the_same_file_is_byte_identical_and_makes_no_edit(workdir):
+    client = FakePhriction({"clinic/": ("Clinic", "= Clinic =\n")})
+    texts = []
+    for now in (NOW, NOW + timedelta(days=1), NOW + timedelta(days=30)):
+        app = App(now_override=now, env={})
+        app.set_client(client)
+        wiki, _ = run(["--wiki"], app)
+        texts.append(wiki.output)
+        result, _ = run(["--publish", "clinic/rotation", "--apply", "--format", "json"], app)
+        assert result.exit_code == 0, result.output
+    assert texts[0] == texts[1] == texts[2]
+    assert [m for m, _ in client.writes] == ["phriction.create"]  # the later days wrote nothing
+    assert client.versions["clinic/rotation/"] == 1
+    assert json.loads(result.output)["publish"]["status"] == "unchanged"
+    # A changed fact (a new override) is published: one edit.
+    text = (workdir / "rotation.yaml").read_text()
+    (workdir / "rotation.yaml").write_text(text.replace(
+        "unavailable:\n", "  - {from: 2027-01-18, to: 2027-01-24, replace: erin, with: alice}\nunavailable:\n", 1))
+    app = App(now_override=NOW + timedelta(days=1), env={})
+    app.set_client(client)
+    result, _ = run(["--publish", "clinic/rotation", "--apply", "--format", "json"], app)
+    assert json.loads(result.output)["publish"]["status"] == "edited"
+    assert client.versions["clinic/rotation/"] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Against the sandbox Phorge, on a wiki where not even the root page exists
+
+
+@pytest.fixture
+def fresh_wiki(workdir):
+    sandbox = pytest.importorskip("clinicbot.sandbox")
+    from clinicbot.demo import write_sandbox_config
+
+    sb = sandbox.Sandbox(scenario=sandbox.generate_scenario(NOW, size=30))
+    sb.start()
+    sb.store.documents.clear()  # a fresh wiki: no page at all, not even "/"
+    sb.store.documents_by_phid.clear()
+    config = write_sandbox_config(workdir / "clinicbot.yaml", sb.url, sb.token)
+    yield sb, config
+    sb.stop()
+
+
+def cli_run(config, now, *args):
+    from clinicbot.cli import cli
+
+    return CliRunner().invoke(cli, ["--config", str(config), "--now", now.isoformat(), "rotation", *args],
+                              catch_exceptions=False)
+
+
+def test_sandbox_publish_twice_on_a_fresh_wiki_leaves_one_version(fresh_wiki):
+    sb, config = fresh_wiki
+    dry = cli_run(config, NOW, "--publish", "a/b")
+    assert dry.exit_code == 0, dry.output
+    assert "would create wiki page a/b/" in dry.output and "parent pages /, a/" in dry.output
+    assert sb.store.documents == {}
+    first = cli_run(config, NOW, "--publish", "a/b", "--apply")
+    assert first.exit_code == 0, first.output
+    second = cli_run(config, NOW + timedelta(days=1), "--publish", "a/b", "--apply")
+    assert second.exit_code == 0, second.output
+    assert "section already up to date, nothing written" in second.output
+    docs = sb.store.documents
+    assert sorted(docs) == ["/", "a/", "a/b/"]
+    assert [len(docs[s].versions) for s in ("/", "a/", "a/b/")] == [1, 1, 1]
+    assert docs["a/b/"].latest.content.startswith("= Current Clinic Duty Rotation =\n")
+
+
+def test_sandbox_publish_respects_the_write_cap(fresh_wiki):
+    import yaml
+
+    sb, config = fresh_wiki
+    data = yaml.safe_load(config.read_text())
+    data["max_writes_per_run"] = 2
+    config.write_text(yaml.safe_dump(data))
+    for args in (("--publish", "a/b"), ("--publish", "a/b", "--apply")):
+        result = cli_run(config, NOW, *args)
+        assert result.exit_code == 4, result.output
+        assert "wants 3 writes but max_writes_per_run is 2" in result.output
+    assert sb.store.documents == {}

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar
 
 from clinicbot.rotation import load_rotation, parse_rotation, shifts_between
-from clinicbot.rotation_export import calendar_bytes, replace_section, shift_uid, wiki_section, write_atomic
+from clinicbot.rotation_export import (calendar_bytes, replace_section, schedule_window, shift_uid, wiki_section,
+                                       write_atomic)
 
 EXAMPLE = Path(__file__).parent.parent / "rotation.yaml"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -70,32 +71,96 @@ def test_write_atomic_leaves_no_temp_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["rotation.ics"]
 
 
-def test_wiki_section_shows_now_and_next_without_mentions():
+def test_wiki_section_is_the_files_schedule_not_todays():
     rot = load_rotation(EXAMPLE)
-    text = wiki_section(rot, NOW)
+    text = wiki_section(rot)
     assert text.startswith("= Current Clinic Duty Rotation =\n")
-    now_part = text.split("**On duty now**")[1].split("**Next shifts")[0]
-    for name in ("grace", "heidi", "alice"):
-        assert name in now_part
-    next_part = text.split("**Next shifts")[1]
-    assert "Bob Brown (bob) | Mon 2026-12-21 09:00" in next_part
-    assert "Dave Davis (dave) | Thu 2026-12-24 09:00 | Mon 2027-01-04 09:00 | covering (override)" in next_part
+    assert "On duty now" not in text and "Next shifts" not in text  # nothing relative to a "now"
+    regular = text.split("**Regular rotation**")[1].split("**Schedule")[0]
+    assert "From Mon 2026-11-02 09:00: 3 on duty; every 1 week 1 engineer rotates on" in regular
+    assert "each serves 3 weeks" in regular and "comes round again every 8 weeks" in regular
+    # The window comes from the file: its first exception (2026-12-24) to one round of the
+    # cycle after its last one (frank's vacation ends 2027-02-13), on a cycle handoff.
+    assert schedule_window(rot) == (datetime(2026, 12, 24, 8, tzinfo=timezone.utc),
+                                    datetime(2027, 4, 12, 7, tzinfo=timezone.utc), True)
+    schedule = text.split("**Schedule from Thu 2026-12-24 09:00 to Mon 2027-04-12 09:00**")[1]
+    assert "| `Bob Brown (bob)` | Mon 2026-12-21 09:00 | Mon 2027-01-11 09:00 | regular rotation |" in schedule
+    assert "| `Dave Davis (dave)` | Thu 2026-12-24 09:00 | Mon 2027-01-04 09:00 | covering (override) |" in schedule
+    assert "After that the regular rotation goes on in the same order." in schedule
     assert "@" not in text  # usernames are plain text: publishing pings nobody
-    assert "Mona Martinez (mona)" in text
-    # No run timestamp: the section only changes when the rotation does.
-    assert wiki_section(rot, NOW + timedelta(hours=6)) == text
-    assert wiki_section(rot, datetime(2026, 12, 21, 8, 30, tzinfo=timezone.utc)) != text
+    assert "Manager: `Mona Martinez (mona)`" in text
+
+
+def test_wiki_section_changes_only_with_the_facts():
+    text = EXAMPLE.read_text()
+    base = wiki_section(parse_rotation(text, "rotation.yaml"))
+    assert wiki_section(parse_rotation(text, "rotation.yaml")) == base
+    # A new override is a new fact: the page changes.
+    swap = text.replace("unavailable:\n", "  - {from: 2027-01-18, to: 2027-01-24, replace: erin, with: alice}\n"
+                                          "unavailable:\n", 1)
+    changed = wiki_section(parse_rotation(swap, "rotation.yaml"))
+    assert changed != base
+    assert "| `Alice Anderson (alice)` | Mon 2027-01-18 09:00 | Mon 2027-01-25 09:00 | covering (override) |" in changed
+    # So is a new manager.
+    assert wiki_section(parse_rotation(text.replace("name: Mona Martinez", "name: Mona M."), "rotation.yaml")) != base
+
+
+def test_wiki_section_is_the_same_whatever_the_clock(monkeypatch):
+    # Nothing reads the wall clock either: freeze datetime.now far in the future and compare.
+    import clinicbot.rotation as rotation_mod
+    import clinicbot.rotation_export as export_mod
+
+    rot = load_rotation(EXAMPLE)
+    base = wiki_section(rot)
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2031, 5, 5, 5, 5, tzinfo=tz or timezone.utc)
+
+        @classmethod
+        def utcnow(cls):
+            return datetime(2031, 5, 5, 5, 5)
+
+    monkeypatch.setattr(rotation_mod, "datetime", Later)
+    monkeypatch.setattr(export_mod, "datetime", Later)
+    assert wiki_section(rot) == base
 
 
 def test_wiki_section_lists_gaps_and_replaces_itself():
     text = EXAMPLE.read_text() + "  - {member: bob, from: 2027-01-05, to: 2027-01-06, reason: sick}\n"
     rot = parse_rotation(text.replace("min: 2", "min: 3"), "rotation.yaml")
-    section = wiki_section(rot, NOW + timedelta(weeks=1))
+    section = wiki_section(rot)
     gaps = section.split("**Coverage gaps (fewer than 3 on duty)**")[1]
-    assert "- Tue 2027-01-05 09:00 to Thu 2027-01-07 09:00: carol, dave — bob unavailable (sick)" in gaps
+    assert ("- Tue 2027-01-05 09:00 to Thu 2027-01-07 09:00: `carol`, `dave` — `bob unavailable (sick)`"
+            in gaps)
     page = "= Team =\n\nhello\n"
     once = replace_section(page, section)
     assert once.startswith(page) and replace_section(once, section) == once
+
+
+def test_wiki_section_of_hand_written_shifts_says_where_the_plan_ends():
+    text = """\
+timezone: UTC
+on_duty: {min: 1, max: 2}
+members: [ann, ben]
+shifts:
+  - {from: 2027-03-01, to: 2027-03-07, members: [ann]}
+  - {from: 2027-03-08, to: 2027-03-14, members: [ben]}
+"""
+    section = wiki_section(parse_rotation(text, "r.yaml"))
+    assert "**Regular rotation**" not in section
+    assert "**Schedule from Mon 2027-03-01 09:00 to Mon 2027-03-15 09:00**" in section
+    assert "| `ben` | Mon 2027-03-08 09:00 | Mon 2027-03-15 09:00 | hand-planned shift |" in section
+    assert "Nothing is planned after Mon 2027-03-15 09:00." in section
+
+
+def test_wiki_section_names_are_inert_and_cannot_split_cells():
+    text = EXAMPLE.read_text().replace("name: Alice Anderson", "name: \"**Al** | @bob {F1} [[ http://x | y ]]\"")
+    section = wiki_section(parse_rotation(text, "rotation.yaml"))
+    row = next(line for line in section.splitlines() if "Al**" in line and line.startswith("|"))
+    assert row.count("|") == 5  # the name's "|" does not add a cell
+    assert "`**Al**" in row  # inside inline monospace: shown, not rendered
 
 
 def test_written_files_are_readable_by_others(tmp_path):

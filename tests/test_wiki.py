@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from clinicbot.conduit import ConduitClient, HTTPAnswer
-from clinicbot.errors import ConduitAPIError
-from clinicbot.wiki import normalize_slug, publish_page, publish_section, read_page, replace_section
+from clinicbot.errors import ConduitAPIError, SafetyCapExceeded
+from clinicbot.wiki import (ANCESTOR_CONTENT, WikiWriter, ancestors, normalize_slug, publish_page, publish_section,
+                            read_page, replace_section)
 
 SECTION = "= Current Clinic Duty Rotation =\n\n| Engineer |\n| --- |\n| alice |\n"
 SECTION2 = "= Current Clinic Duty Rotation =\n\n| Engineer |\n| --- |\n| bob |\n"
@@ -40,8 +41,20 @@ Call mona.
 
 
 class FakePhriction:
-    def __init__(self, pages: dict[str, tuple[str, str]] | None = None):
+    """As strict as the recorded Phorge: a page needs its parent (and the root ``/``) to exist, each
+    missing one is listed (``error--phriction.create-*parent-missing*``); undefined parameters are
+    refused; a no-change edit makes no version and answers ``version``/``dateCreated`` as strings
+    (``phriction.edit--identical-content-*``). ``pages`` given without ``/`` get a root added, as
+    on any wiki that already holds pages."""
+
+    PARAMS = {"phriction.create": {"slug", "title", "content", "description"},
+              "phriction.edit": {"slug", "title", "content", "description"}}
+
+    def __init__(self, pages: dict[str, tuple[str, str]] | None = None, *, fresh: bool = False):
         self.pages = {normalize_slug(k): v for k, v in (pages or {}).items()}  # slug -> (title, content)
+        if self.pages and not fresh:
+            self.pages.setdefault("/", ("Wiki", "The wiki's home."))
+        self.versions = {slug: 1 for slug in self.pages}
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     @property
@@ -50,7 +63,7 @@ class FakePhriction:
 
     def search(self, method: str, constraints=None, attachments=None, **kw):
         self.calls.append((method, {"constraints": constraints, "attachments": attachments}))
-        assert method == "phriction.document.search"
+        assert method == "phriction.document.search" and not kw
         for path in constraints["paths"]:
             if path in self.pages:
                 title, content = self.pages[path]
@@ -60,17 +73,34 @@ class FakePhriction:
 
     def call(self, method: str, **params):
         self.calls.append((method, params))
+        bogus = sorted(set(params) - self.PARAMS[method])
+        if bogus:
+            raise ConduitAPIError(method, "ERR-CONDUIT-CALL", f'API Method "{method}" does not define these '
+                                  f"parameters: {', '.join(repr(b) for b in bogus)}.")
         slug = normalize_slug(params["slug"])
         if method == "phriction.edit":
             if slug not in self.pages:
                 raise ConduitAPIError(method, "ERR-BAD-DOCUMENT", "No such document exists.")
-            title, content = self.pages[slug]
-            self.pages[slug] = (params.get("title", title), params.get("content", content))
+            old = self.pages[slug]
+            new = (params.get("title") or old[0], params.get("content", old[1]))
+            if new == old:  # no new version; the stored values come back as strings
+                return {"slug": slug, "uri": f"http://phab.test/w/{slug}", "title": old[0],
+                        "version": str(self.versions[slug]), "dateCreated": "1796159821"}
+            self.pages[slug] = new
+            self.versions[slug] += 1
         elif method == "phriction.create":
             if slug in self.pages:
                 raise ConduitAPIError(method, "ERR-CONDUIT-CORE", "Document already exists!")
+            missing = [a for a in ancestors(slug) if a not in self.pages]
+            if missing:
+                raise ConduitAPIError(method, "ERR-CONDUIT-CORE", "Validation errors:\n" + "".join(
+                    f'  - Can not create document because the parent document with slug <a href="/phriction/edit/'
+                    f'?slug={a}">{a}</a> does not exist!\n' for a in missing)
+                    + "  - You can not create a document which does not have a parent.")
             self.pages[slug] = (params["title"], params["content"])
-        return {"slug": slug, "uri": f"http://phab.test/w/{slug}", "title": self.pages[slug][0]}
+            self.versions[slug] = 1
+        return {"slug": slug, "uri": f"http://phab.test/w/{slug}", "title": self.pages[slug][0],
+                "version": self.versions[slug], "dateCreated": 1796159821}
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +202,8 @@ def test_publishing_the_same_section_twice_makes_one_edit():
     assert content.startswith("= Core Platform Team =\n\nIntro text the team wrote by hand.\n\n")
     assert content.endswith("= Escalation =\n\nCall mona.\n")
     assert first.diff_summary.startswith("+") and second.diff_summary == "no change"
-    assert client.calls[0] == ("phriction.document.search", {"constraints": {"paths": ["core_platform_team/"]},
+    # One read per publish: the page and its ancestors (to know which are missing) in one search.
+    assert client.calls[0] == ("phriction.document.search", {"constraints": {"paths": ["/", "core_platform_team/"]},
                                                              "attachments": {"content": True}})
 
 
@@ -186,10 +217,10 @@ def test_dry_run_reads_but_never_writes():
 
 
 def test_missing_page_is_created_not_edited():
-    client = FakePhriction()
+    client = FakePhriction({"team/": ("Team", "= Team =\n")})
     result = publish_section(client, "Team/Clinic", "Clinic duty", SECTION, apply=True)
     assert result.status == "created" and result.uri.endswith("team/clinic/")
-    assert [m for m, _ in client.writes] == ["phriction.create"]
+    assert [m for m, _ in client.writes] == ["phriction.create"] and result.ancestors == ()
     assert client.pages["team/clinic/"] == ("Clinic duty", SECTION)
     assert publish_section(client, "Team/Clinic", "Clinic duty", SECTION, apply=True).status == "unchanged"
     assert len(client.writes) == 1
@@ -203,6 +234,87 @@ def test_publish_page_whole_content_and_title():
     assert client.writes[-1][1]["title"] == "New"
     assert publish_page(client, "r", "New", "body\n", apply=True).status == "unchanged"
     assert len(client.writes) == 1
+
+
+@pytest.mark.parametrize("slug, chain", [
+    ("clinic/rotation", ["/", "clinic/"]),
+    ("Core Platform Team/Runbooks/On Call", ["/", "core_platform_team/", "core_platform_team/runbooks/"]),
+    ("clinic", ["/"]),
+    ("/", []),
+])
+def test_ancestors_root_first(slug, chain):
+    assert ancestors(slug) == chain
+
+
+def test_fresh_wiki_gets_root_then_parents_then_the_page():
+    client = FakePhriction(fresh=True)  # not even "/" exists
+    result = publish_section(client, "Clinic/Rotation", "Clinic rotation", SECTION, apply=True)
+    assert result.status == "created" and result.ancestors == ("/", "clinic/") and result.writes == 3
+    assert [(m, p["slug"]) for m, p in client.writes] == [
+        ("phriction.create", "/"), ("phriction.create", "clinic/"), ("phriction.create", "clinic/rotation/")]
+    # Created ancestors get a short neutral title and content, nothing from the page itself.
+    assert client.pages["/"] == ("Wiki", ANCESTOR_CONTENT)
+    assert client.pages["clinic/"] == ("Clinic", ANCESTOR_CONTENT)
+    assert client.pages["clinic/rotation/"] == ("Clinic rotation", SECTION)
+    again = publish_section(client, "clinic/rotation/", "x", SECTION, apply=True)
+    assert again.status == "unchanged" and len(client.writes) == 3
+
+
+def test_only_the_missing_ancestors_are_created():
+    client = FakePhriction({"a/": ("A", "= A =\n")})  # "/" and "a/" exist, "a/b/" does not
+    result = publish_page(client, "A/B/C", "C", "text\n", apply=True)
+    assert result.ancestors == ("a/b/",) and result.writes == 2
+    assert [p["slug"] for _, p in client.writes] == ["a/b/", "a/b/c/"]
+    assert client.pages["a/"] == ("A", "= A =\n")  # an existing parent is never touched
+
+
+def test_dry_run_says_which_pages_it_would_create_and_writes_nothing():
+    client = FakePhriction(fresh=True)
+    result = publish_section(client, "clinic/rotation", "Clinic rotation", SECTION, apply=False)
+    assert result.status == "planned" and result.ancestors == ("/", "clinic/") and result.writes == 3
+    assert result.diff_summary.startswith("new page")
+    assert client.writes == [] and client.pages == {}
+
+
+@pytest.mark.parametrize("apply", [False, True])
+def test_every_page_created_counts_against_the_cap(apply):
+    client = FakePhriction(fresh=True)
+    with pytest.raises(SafetyCapExceeded) as caught:
+        publish_section(client, "clinic/rotation", "Clinic rotation", SECTION, apply=apply, cap=2)
+    assert (caught.value.limit, caught.value.planned) == (2, 3)
+    assert client.writes == []  # refused before the first write, dry run or not
+    assert publish_section(client, "clinic/rotation", "R", SECTION, apply=apply, cap=3).writes == 3
+
+
+def test_one_writer_counts_all_its_pages_against_one_cap():
+    client = FakePhriction({"team/": ("Team", "= Team =\n")})
+    writer = WikiWriter(client, apply=True, cap=2)
+    assert writer.publish_page("team/a", "A", "a\n").status == "created"
+    assert writer.publish_page("team/a", "A", "a\n").status == "unchanged"  # costs nothing
+    assert writer.publish_page("team/b", "B", "b\n").status == "created"
+    with pytest.raises(SafetyCapExceeded) as caught:
+        writer.publish_page("team", "Team", "= Team =\nchanged\n")
+    assert (caught.value.planned, caught.value.done) == (3, 2)
+    assert len(client.writes) == 2
+
+
+def test_slugs_are_compared_normalised():
+    client = FakePhriction({"core_platform_team/runbooks/": ("Runbooks", "old\n")})
+    result = publish_page(client, "Core Platform Team/Runbooks", "Runbooks", "new\n", apply=True)
+    assert result.status == "edited" and result.slug == "core_platform_team/runbooks/"
+    assert [(m, p["slug"]) for m, p in client.writes] == [("phriction.edit", "core_platform_team/runbooks/")]
+
+
+def test_an_edit_the_server_finds_unchanged_is_reported_unchanged():
+    # Our read is stale (someone wrote the same text meanwhile): Phorge makes no version and
+    # answers strings. That is "unchanged", not "edited" (and not a crash on a str version).
+    client = FakePhriction({"r/": ("R", "old\n")})
+    writer = WikiWriter(client, apply=True)
+    plan = writer.plan_page("r", "R", "new\n")
+    client.pages["r/"] = ("R", "new\n")
+    result = writer.execute(plan)
+    assert result.status == "unchanged" and client.versions["r/"] == 1
+    assert [m for m, _ in client.writes] == ["phriction.edit"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,6 +354,119 @@ def test_read_page_parses_the_recorded_answer(rec):
     assert sent["content"].startswith("= Core Platform Team =\n\nWorkboard: #core_platform_team")
 
 
+PHRICTION = Path(__file__).parent / "fixtures" / "phriction"  # copied from ../shared/conduit (second set)
+
+
+def phr(name: str) -> dict[str, Any]:
+    return json.loads((PHRICTION / f"{name}.json").read_text())
+
+
+class ReplayedPhorge:
+    """A transport that answers only with recorded responses of the real Phorge.
+
+    ``phriction.document.search`` answers the recorded items of the pages that exist;
+    ``phriction.create`` answers the recorded success for a page whose parent exists and the
+    recorded "parent document ... does not exist" error otherwise; ``phriction.edit`` answers
+    the recording named in ``edit``.
+    """
+
+    def __init__(self, existing: dict[str, dict[str, Any]], creates: dict[str, str] | None = None,
+                 edit: str | None = None):
+        self.items = dict(existing)  # slug -> recorded document.search item
+        self.creates = creates or {}  # slug -> recording answering its create
+        self.edit = edit
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        self.refused: list[str] = []
+
+    def post(self, url: str, data: dict[str, str], timeout: float) -> HTTPAnswer:
+        method = url.rsplit("/", 1)[-1]
+        params = json.loads(data["params"])
+        params.pop("__conduit__", None)
+        self.posts.append((method, params))
+        if method == "phriction.document.search":
+            wanted = params["constraints"]["paths"]
+            answer = phr("phriction.document.search--clinic-after-failed-create")["response"]
+            answer = json.loads(json.dumps(answer))
+            answer["result"]["data"] = [self.items[w] for w in wanted if w in self.items]
+        elif method == "phriction.create":
+            assert set(params) <= {"slug", "title", "content", "description"}
+            slug = normalize_slug(params["slug"])
+            if any(a not in self.items for a in ancestors(slug)):
+                self.refused.append(slug)
+                answer = phr("error--phriction.create-nested-parent-missing-clinic-rotation")["response"]
+            else:
+                answer = phr(self.creates[slug])["response"]
+                self.items[slug] = {"id": 9, "phid": answer["result"]["phid"],
+                                    "fields": {"path": slug, "status": {"value": "active"}}}
+        else:
+            assert method == "phriction.edit" and self.edit is not None
+            assert set(params) <= {"slug", "title", "content", "description"}
+            answer = phr(self.edit)["response"]
+        return HTTPAnswer(200, json.dumps(answer))
+
+    def close(self) -> None:
+        pass
+
+
+def _recorded_items() -> dict[str, dict[str, Any]]:
+    data = phr("phriction.document.search--all-after-recordings")["response"]["result"]["data"]
+    return {d["fields"]["path"]: d for d in data}
+
+
+def test_replayed_phorge_the_missing_parent_is_created_before_the_child():
+    items = _recorded_items()
+    existing = {"/": items["/"], "clinic_rotation/": items["clinic_rotation/"]}  # as before the recordings
+    transport = ReplayedPhorge(existing, creates={"recscratch/": "phriction.create--parent-first-recscratch",
+                                                  "recscratch/rotation/":
+                                                      "phriction.create--child-after-parent-recscratch-rotation"})
+    client = ConduitClient("http://phab.test/", "api-" + "t" * 28, transport=transport)
+    result = publish_page(client, "recscratch/rotation", "Rotation", "Rotation page.\n\nVersion one.", apply=True,
+                          description="clinicbot: publish")
+    assert transport.refused == []  # the recorded "parent ... does not exist" never came back
+    assert [(m, p.get("slug")) for m, p in transport.posts] == [
+        ("phriction.document.search", None), ("phriction.create", "recscratch/"),
+        ("phriction.create", "recscratch/rotation/")]
+    assert transport.posts[0][1]["constraints"]["paths"] == ["/", "recscratch/", "recscratch/rotation/"]
+    assert result.status == "created" and result.ancestors == ("recscratch/",)
+    assert result.uri == "http://127.0.0.1:19280/w/recscratch/rotation/"
+
+
+def test_replayed_phorge_refuses_a_child_without_its_parent():
+    # The replay itself is faithful: creating clinic/rotation directly gets the recorded error.
+    transport = ReplayedPhorge({"/": _recorded_items()["/"]})
+    client = ConduitClient("http://phab.test/", "api-" + "t" * 28, transport=transport)
+    with pytest.raises(ConduitAPIError) as caught:
+        client.call("phriction.create", slug="clinic/rotation", title="Clinic rotation", content="Rotation page.")
+    assert caught.value.code == "ERR-CONDUIT-CORE" and "clinic/" in caught.value.info
+
+
+def test_replayed_phorge_identical_content_makes_no_call():
+    page = phr("phriction.document.search--recscratch-rotation-before-noop-edit")["response"]["result"]["data"][0]
+    items = {**_recorded_items(), "recscratch/rotation/": page}
+    transport = ReplayedPhorge(items, edit="phriction.edit--identical-content-with-description")
+    client = ConduitClient("http://phab.test/", "api-" + "t" * 28, transport=transport)
+    result = publish_page(client, "RecScratch/Rotation", "Rotation", "Rotation page.\n\nVersion one.", apply=True)
+    assert result.status == "unchanged"
+    assert [m for m, _ in transport.posts] == ["phriction.document.search"]
+
+
+@pytest.mark.parametrize("answer, status", [("phriction.edit--identical-content-with-description", "unchanged"),
+                                            ("phriction.edit--identical-content-and-title", "unchanged"),
+                                            ("phriction.edit--changed-content", "edited")])
+def test_replayed_phorge_edit_answers_strings_for_no_change(answer, status):
+    page = json.loads(json.dumps(
+        phr("phriction.document.search--recscratch-rotation-before-noop-edit")["response"]["result"]["data"][0]))
+    page["attachments"]["content"]["content"]["raw"] = "A stale read of the page."
+    transport = ReplayedPhorge({**_recorded_items(), "recscratch/rotation/": page}, edit=answer)
+    client = ConduitClient("http://phab.test/", "api-" + "t" * 28, transport=transport)
+    result = publish_page(client, "recscratch/rotation", "Rotation", "Rotation page.\n\nVersion one.", apply=True,
+                          description="clinicbot: publish")
+    assert result.status == status and result.writes == 1
+    sent = transport.posts[-1][1]
+    assert sent == {"slug": "recscratch/rotation/", "content": "Rotation page.\n\nVersion one.",
+                    "description": "clinicbot: publish"}  # same title: not sent
+
+
 # --------------------------------------------------------------------------------------------
 # Against the sandbox Phorge (same protocol, on loopback)
 
@@ -260,7 +485,7 @@ def test_publish_twice_against_the_sandbox_makes_one_edit():
         client = ConduitClient(url, sb.token)
         before = read_page(client, "Core Platform Team")
         assert before is not None
-        section = wiki_section(load_rotation(Path(__file__).parent.parent / "rotation.yaml"), now)
+        section = wiki_section(load_rotation(Path(__file__).parent.parent / "rotation.yaml"))
         dry = publish_section(client, "Core Platform Team", "x", section, apply=False)
         first = publish_section(client, "Core Platform Team", "x", section, apply=True)
         second = publish_section(client, "core_platform_team", "x", section, apply=True)
