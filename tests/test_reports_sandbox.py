@@ -290,7 +290,55 @@ def test_agenda_published_twice_is_one_page_and_one_edit(config, sandbox):
     pages = [d for d in sandbox.store.documents.values() if d.slug == slug]
     assert len(pages) == 1 and len(pages[0].versions) == 1
     content = pages[0].versions[-1].content
-    assert "Triage meeting agenda" in content and "%%%" in content
+    assert "Triage meeting agenda" in content and "%%%" not in content  # no stray literal markers
+
+
+@pytest.fixture
+def fresh_wiki(tmp_path):
+    """A sandbox of its own whose wiki is empty: not even the root page "/" exists."""
+    sb = Sandbox(scenario=generate_scenario(NOW, size=30))
+    sb.start()
+    sb.store.documents.clear()
+    sb.store.documents_by_phid.clear()
+    (tmp_path / "rotation.yaml").write_text(ROTATION)
+    yield sb, write_sandbox_config(tmp_path / "clinicbot.yaml", sb.url, sb.token)
+    sb.stop()
+
+
+def _set_cap(config: Path, cap: int) -> None:
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    data["max_writes_per_run"] = cap
+    config.write_text(yaml.safe_dump(data))
+
+
+def test_digest_to_a_fresh_wiki_creates_every_parent_within_the_cap(fresh_wiki):
+    sb, config = fresh_wiki
+    slug = "clinic/digest/2026-11-24/"
+    dry = run(config, "digest", "--to", "wiki")
+    assert dry.exit_code == 0, dry.output
+    said = " ".join(dry.stderr.split())  # the console may wrap long lines
+    assert f"wiki: planned — {slug}" in said and "parent pages to create: /, clinic/, clinic/digest/" in said
+    assert sb.store.documents == {}
+    # Four pages to create (/, clinic/, clinic/digest/ and the digest) are four writes.
+    _set_cap(config, 3)
+    capped = run(config, "digest", "--to", "wiki", "--apply")
+    assert capped.exit_code == 4 and "wants 4 writes but max_writes_per_run is 3" in " ".join(capped.stderr.split())
+    assert sb.store.documents == {}
+    # The cap is one for the run: pages and a task comment share it, checked before any write.
+    _set_cap(config, 4)
+    shared = run(config, "digest", "--to", "wiki", "--to", "task:T1", "--apply")
+    assert shared.exit_code == 4 and "wants 5 writes but max_writes_per_run is 4" in " ".join(shared.stderr.split())
+    assert sb.store.documents == {}
+    first = run(config, "digest", "--to", "wiki", "--apply")
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.stderr.split())
+    assert "wiki: created" in said and "parent pages created: /, clinic/, clinic/digest/" in said
+    docs = sb.store.documents
+    assert sorted(docs) == ["/", "clinic/", "clinic/digest/", slug]
+    assert [docs[s].latest.title for s in ("/", "clinic/", "clinic/digest/")] == ["Wiki", "Clinic", "Digest"]
+    assert all(len(d.versions) == 1 for d in docs.values())
 
 
 def test_digest_to_chat_and_task_dry_run_and_idempotent_keys(config, world):
