@@ -15,6 +15,7 @@ from datetime import datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable, Mapping, Sequence
 
 from clinicbot.escape import one_line
+from clinicbot.history import Event, Timeline
 from clinicbot.metrics import Metrics, hours_between, unbreak_since
 from clinicbot.model import Column, Snapshot, Task
 
@@ -185,11 +186,40 @@ def digest_review_queue(snapshot: Snapshot) -> list[dict[str, Any]]:
     return rows
 
 
+def _same_edit(a: Event, b: Event) -> bool:
+    """One edit: the same transaction group, or (a history without group ids) the same second."""
+    if a.group_id and b.group_id:
+        return a.group_id == b.group_id
+    return int(a.at.timestamp()) == int(b.at.timestamp())
+
+
+def arrival(timeline: Timeline, move: Event) -> str:
+    """How a column event put the task in its column: ``"moved"``, ``"created"`` or ``"tagged"``.
+
+    Phorge records where a task is placed when it is created into a column (or tagged with the
+    board's project) as a column transaction of that same edit, authored by whoever created or
+    tagged it, with no source column (``fromColumnPHIDs: []``). Nobody *moved* it there, so such
+    a placement has no mover (docs/reports.md). A placement with no source column that belongs
+    to neither edit is still a move by its author.
+    """
+    if move.from_column_phids:
+        return "moved"
+    for e in timeline.events:
+        if e.kind == "created" and _same_edit(e, move):
+            return "created"
+    for e in timeline.events:
+        if e.kind == "projects" and move.board_phid in (e.new or ()) and _same_edit(e, move):
+            return "tagged"
+    return "moved"
+
+
 def moved_to_meeting(snapshot: Snapshot, since: datetime) -> list[dict[str, Any]]:
     """Moves into a triage_meeting_inbox column after ``since`` (up to now), oldest first.
 
     A task that has left the column again is still listed (``still_there`` False): someone
-    thought it needed the meeting, and the engineers on duty should know it was handled.
+    thought it needed the meeting, and the engineers on duty should know it was handled. A task
+    created (or tagged) straight into the column is listed too, with no mover (``by`` None) and
+    ``arrival`` ``"created"`` (``"tagged"``); a moved one has ``arrival`` ``"moved"``.
     """
     rows = []
     columns = snapshot.columns_with_role("triage_meeting_inbox")
@@ -200,8 +230,11 @@ def moved_to_meeting(snapshot: Snapshot, since: datetime) -> list[dict[str, Any]
         for col in columns:
             for e in timeline.moved_into(col.board_phid, col.phid):
                 if since < e.at <= snapshot.now:
-                    rows.append({**_task(snapshot, task), "board": _board_name(snapshot, col), "by": snapshot.username(e.author_phid) or None,
-                                 "at": iso(e.at), "still_there": task.is_open and task.column_on(col.board_phid) == col.phid})
+                    how = arrival(timeline, e)
+                    by = snapshot.username(e.author_phid) if how == "moved" else None
+                    rows.append({**_task(snapshot, task), "board": _board_name(snapshot, col), "by": by or None,
+                                 "arrival": how, "at": iso(e.at),
+                                 "still_there": task.is_open and task.column_on(col.board_phid) == col.phid})
     rows.sort(key=lambda r: (r["at"], r["id"]))
     return rows
 
@@ -265,13 +298,17 @@ def build_agenda(
         at, approximate = snapshot.entered_column(task, col)
         timeline = snapshot.timelines.get(task.phid)
         moves = timeline.moved_into(col.board_phid, col.phid) if timeline is not None else []
-        # The mover is known only if the last move into the column is what put it there now.
-        mover = moves[-1].author_phid if moves and moves[-1].at == at else None
+        # The mover is known only if the last move into the column is what put it there now, and
+        # only if it was a move: a task created or tagged into the column has no mover.
+        last = moves[-1] if moves and moves[-1].at == at else None
+        how = arrival(timeline, last) if timeline is not None and last is not None else None
+        moved_by = last.author_phid if last is not None and how == "moved" else None
         comment = timeline.last_comment(exclude=exclude) if timeline is not None else None
         items.append({
             **_task(snapshot, task),
             "board": _board_name(snapshot, col),
-            "moved_by": snapshot.username(mover) or None,
+            "moved_by": snapshot.username(moved_by) or None,
+            "arrival": how,  # "moved", "created", "tagged", or None when the history does not say
             "moved_at": iso(at),
             "approximate": approximate,
             "tags": sorted({names.get(p, "") for p in task.project_phids} - {""}),
