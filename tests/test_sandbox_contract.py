@@ -8,7 +8,9 @@ them are replayed in the order they happened on the real server.
 
 from __future__ import annotations
 
+import itertools
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 import requests
 from shapes import shape_diff
 
-from clinicbot.sandbox import Sandbox, load_scenario
+from clinicbot.sandbox import Sandbox, Scenario, load_scenario
 from clinicbot.sandbox import methods as sandbox_methods
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,7 +26,8 @@ RECORDINGS = FIXTURES / "conduit"
 ADMIN_TOKEN = "api-" + "a" * 27 + "1"
 ALICE_TOKEN = "api-" + "b" * 27 + "2"
 ERIN_TOKEN = "api-" + "c" * 27 + "3"
-ACTING = {None: ADMIN_TOKEN, "alice": ALICE_TOKEN, "erin": ERIN_TOKEN}
+BOT_TOKEN = "api-" + "d" * 27 + "4"
+ACTING = {None: ADMIN_TOKEN, "alice": ALICE_TOKEN, "erin": ERIN_TOKEN, "clinicbot": BOT_TOKEN}
 
 # Calls that changed the real server, and reads taken in between, in the order they ran.
 SEQUENCE = [
@@ -84,8 +87,11 @@ def replayable(name: str) -> bool:
     return rec["method"] in IMPLEMENTED or rec["response"]["error_code"] == "ERR-CONDUIT-CALL"
 
 
-READ_ONLY = [n for n in ALL if n not in SEQUENCE and n not in SPECIAL and replayable(n)]
-NOT_REPLAYED = sorted(n for n in ALL if not replayable(n))
+SECOND = Path(__file__).parent / "fixtures" / "conduit-second"  # the second recording set (another server)
+SECOND_NAMES = {p.stem for p in SECOND.glob("*.json")}
+# Copies of second-set recordings in fixtures/conduit are replayed with the second set (below).
+READ_ONLY = [n for n in ALL if n not in SEQUENCE and n not in SPECIAL and n not in SECOND_NAMES and replayable(n)]
+NOT_REPLAYED = sorted(n for n in ALL if not replayable(n) and n not in SECOND_NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +177,7 @@ def test_recorded_edits_and_later_reads_replay_in_order(scenario):
     assert store.column_of(26, "Clinic Duty Team") == "Ready"
     assert store.column_of(28, "Core Platform Team") == "Inbox" and store.column_of(28, "Clinic Duty Team") is None
     assert store.user("carol").phid in t26.subscribers and store.user("erin").phid in t26.subscribers
-    assert store.task(18).phid in t26.mentions and t26.phid in store.task(18).mentions
+    assert t26.mentions == [store.task(18).phid] and store.task(18).mentioned_in == [t26.phid]
 
 
 def test_conduit_query_lists_implemented_methods_with_the_recorded_texts(seed_sandbox):
@@ -261,3 +267,246 @@ def test_recorded_searches_return_the_recorded_data(seed_sandbox, name):
         assert got["data"][0]["fields"]["username"] == "clinicbot"
         got["data"] = got["data"][1:]
     assert got == expected
+
+
+# -- the second recording set (../shared/conduit "Second recording set", another real server) ------
+
+SECOND_ALL = {p.stem: json.loads(p.read_text()) for p in sorted(SECOND.glob("*.json"))}
+ADMIN2, BOT2 = "PHID-USER-yl4237nsirrfcpujzyn7", "PHID-USER-u2gy5ffyfxdbo7aovkfe"  # admin, clinicbot there
+# Scratch tasks T34..T48 in the order the real server created them.
+MENTION_FORMS = ["bare", "braces", "link-relative", "link-absolute", "with-title", "backticks", "self-url",
+                 "literal-whole-line", "zwsp-in-monogram"]  # targets T35..T43
+EDGE_FORMS = {"bare", "braces", "with-title", "self-url"}
+CREATES = (["maniphest.edit--create-scratch-mention-source"]
+           + [f"maniphest.edit--create-scratch-mention-target-{f}" for f in MENTION_FORMS]
+           + ["maniphest.edit--create-scratch-control-chars"]
+           + [f"maniphest.edit--create-scratch-{side}-title-{form}" for form in ("in-backticks", "clinicbot-current-escape")
+              for side in ("source", "target")])
+
+
+def second_sandbox(documents: tuple[str, ...] = ()) -> Sandbox:
+    """The second server's accounts (recorded PHIDs), scratch tasks from T34, ``documents`` in the wiki."""
+    users = [{"id": 1, "phid": ADMIN2, "username": "admin", "realName": "Ada Admin", "admin": True},
+             {"id": 2, "phid": "PHID-USER-sandboxalicealice", "username": "alice", "realName": "Alice Anderson"},
+             {"id": 3, "phid": BOT2, "username": "clinicbot", "realName": "Clinic Bot", "bot": True}]
+    start_at = 1796159000
+    ticks = itertools.count(start_at)  # every call one second later: dateModified bumps are visible
+    sb = Sandbox(scenario=Scenario(now=datetime.fromtimestamp(start_at, tz=timezone.utc), users=users,
+                                   salt="second"), clock=lambda: float(next(ticks)))
+    for user, token in ACTING.items():
+        if user in (None, "clinicbot"):
+            sb.add_token(token, user or "admin")
+    admin = sb.store.user("admin")
+    for slug in documents:
+        sb.store.phriction_create(admin, slug, slug, "seed", "", start_at)
+    sb.store.next_id["task"] = 34
+    sb.start()
+    return sb
+
+
+def ours(phids: dict[str, str], value: Any) -> Any:
+    """A recorded value with the server's PHIDs swapped for the sandbox's (for comparisons)."""
+    text = json.dumps(value)
+    for recorded, mine in phids.items():
+        text = text.replace(recorded, mine)
+    return json.loads(text)
+
+
+def replay_creates(sb: Sandbox) -> dict[str, str]:
+    phids: dict[str, str] = {}
+    for name in CREATES:
+        rec = SECOND_ALL[name]
+        result = check(rec, replay(sb, rec))["result"]
+        assert result["object"]["id"] == rec["response"]["result"]["object"]["id"], name
+        phids[rec["response"]["result"]["object"]["phid"]] = result["object"]["phid"]
+    return phids
+
+
+def types_and_authors(data: list[dict[str, Any]]) -> list[tuple[Any, str, list[str]]]:
+    return [(x["type"], x["authorPHID"], [c["content"]["raw"] for c in x["comments"]]) for x in data]
+
+
+def test_second_set_mention_edges_replay_as_recorded():
+    """Each recorded comment form makes (or does not make) the mention edges Phorge made."""
+    sb = second_sandbox()
+    try:
+        phids = replay_creates(sb)
+        before = check(SECOND_ALL["maniphest.search--mention-targets-before"],
+                       replay(sb, SECOND_ALL["maniphest.search--mention-targets-before"]))["result"]
+        for form in MENTION_FORMS:  # check(): same error, same shape, same number of transactions
+            check(SECOND_ALL[f"maniphest.edit--comment-ref-{form}"],
+                  replay(sb, SECOND_ALL[f"maniphest.edit--comment-ref-{form}"]))
+        for name in ("edge.search--mention-from-source", "edge.search--mentioned-in-targets"):
+            rec = SECOND_ALL[name]
+            got = check(rec, replay(sb, rec, phids))["result"]
+            assert got == ours(phids, rec["response"]["result"]), name  # same edges, same order
+        for form in MENTION_FORMS:  # a type-null item by clinicbot on the targets with an edge only
+            rec = SECOND_ALL[f"transaction.search--mention-target-{form}"]
+            got = check(rec, replay(sb, rec, phids))["result"]["data"]
+            assert types_and_authors(got) == types_and_authors(rec["response"]["result"]["data"]), form
+            assert (got[0]["type"] is None and got[0]["authorPHID"] == BOT2) == (form in EDGE_FORMS)
+        rec = SECOND_ALL["transaction.search--mention-source"]
+        got = check(rec, replay(sb, rec, phids))["result"]["data"]
+        assert types_and_authors(got) == types_and_authors(rec["response"]["result"]["data"])
+        rec = SECOND_ALL["maniphest.gettasktransactions--mention-targets"]
+        got = check(rec, replay(sb, rec))["result"]
+        expected = rec["response"]["result"]
+        assert list(got) == list(expected)
+        for task_id, items in expected.items():
+            assert [(x["transactionType"], (x["meta"] or {}).get("edge:type")) for x in got[task_id]] == \
+                   [(x["transactionType"], (x["meta"] or {}).get("edge:type")) for x in items], task_id
+        after = check(SECOND_ALL["maniphest.search--mention-targets-after"],
+                      replay(sb, SECOND_ALL["maniphest.search--mention-targets-after"]))["result"]
+        recorded_bumps = _bumped(SECOND_ALL["maniphest.search--mention-targets-before"]["response"]["result"],
+                                 SECOND_ALL["maniphest.search--mention-targets-after"]["response"]["result"])
+        assert _bumped(before, after) == recorded_bumps == {35, 36, 39, 41}
+    finally:
+        sb.stop()
+
+
+def _bumped(before: dict[str, Any], after: dict[str, Any]) -> set[int]:
+    old = {t["id"]: t["fields"]["dateModified"] for t in before["data"]}
+    return {t["id"] for t in after["data"] if t["fields"]["dateModified"] > old[t["id"]]}
+
+
+def test_second_set_hostile_title_comments_mention_like_phorge():
+    """clinicbot's digest line in backticks makes no edge; quoted as before, {T48}/T48 do (recorded)."""
+    sb = second_sandbox()
+    try:
+        phids = replay_creates(sb)
+        for form, edges in (("in-backticks", 0), ("clinicbot-current-escape", 2)):
+            source, target = (sb.store.task(45), sb.store.task(46)) if edges == 0 else \
+                (sb.store.task(47), sb.store.task(48))
+            touched = target.date_modified
+            rec = SECOND_ALL[f"maniphest.edit--comment-hostile-title-{form}"]
+            body = replay(sb, rec, phids).json()
+            assert body["error_code"] is None
+            recorded = len(rec["response"]["result"]["transactions"])
+            # The real server also attached F1 implicitly ({F1} in the line): the sandbox has no files.
+            assert len(body["result"]["transactions"]) == (recorded if edges == 0 else recorded - 1)
+            rec = SECOND_ALL[f"edge.search--hostile-title-{form}"]
+            got = check(rec, replay(sb, rec, phids))["result"]
+            assert got == ours(phids, rec["response"]["result"]) and len(got["data"]) == edges
+            assert (target.date_modified > touched) == bool(edges)
+            # Neither @alice nor the bot commenter was subscribed: only the creator (recorded).
+            rec = SECOND_ALL[f"maniphest.search--hostile-title-{form}-after"]
+            got = check(rec, replay(sb, rec))["result"]
+            assert [t["attachments"]["subscribers"]["subscriberPHIDs"] for t in got["data"]] == \
+                   [t["attachments"]["subscribers"]["subscriberPHIDs"] for t in rec["response"]["result"]["data"]]
+            assert source.subscribers == [ADMIN2]
+    finally:
+        sb.stop()
+
+
+def test_second_set_control_characters_come_back_verbatim():
+    sb = second_sandbox()
+    try:
+        replay_creates(sb)
+        check(SECOND_ALL["maniphest.edit--comment-ansi-rtl-override"],
+              replay(sb, SECOND_ALL["maniphest.edit--comment-ansi-rtl-override"]))
+        for name in ("transaction.search--control-chars-task", "maniphest.gettasktransactions--control-chars-task"):
+            rec = SECOND_ALL[name]
+            got = check(rec, replay(sb, rec))["result"]
+            if name.startswith("transaction.search"):
+                assert types_and_authors(got["data"]) == types_and_authors(rec["response"]["result"]["data"])
+            else:
+                assert [x["comments"] for x in got["44"]] == [x["comments"] for x in rec["response"]["result"]["44"]]
+        raw = sb.store.comments_on(44)[-1][1]
+        assert "\x1b[31m" in raw and "\u202e" in raw and "\x07" in raw
+        # A maniphest.edit with an undefined parameter is refused before it runs: nothing is written.
+        check(SECOND_ALL["error--maniphest.edit-undefined-param-bogus"],
+              replay(sb, SECOND_ALL["error--maniphest.edit-undefined-param-bogus"]))
+        rec = SECOND_ALL["transaction.search--after-rejected-bogus-edit"]
+        got = check(rec, replay(sb, rec))["result"]
+        assert types_and_authors(got["data"]) == types_and_authors(rec["response"]["result"]["data"])
+    finally:
+        sb.stop()
+
+
+PHRICTION_SEQUENCE = [
+    "error--phriction.create-nested-parent-missing-clinic-rotation",
+    "phriction.document.search--clinic-after-failed-create",
+    "error--phriction.create-nested-parent-missing-recscratch",
+    "phriction.create--parent-first-recscratch",
+    "phriction.create--child-after-parent-recscratch-rotation",
+    "phriction.document.search--recscratch-rotation-before-noop-edit",
+    "phriction.edit--identical-content-with-description",
+    "phriction.document.search--recscratch-rotation-after-noop-edit",
+    "phriction.edit--identical-content-and-title",
+    "phriction.document.search--recscratch-rotation-after-second-noop-edit",
+    "phriction.edit--changed-content",
+    "phriction.document.search--recscratch-rotation-after-real-edit",
+    "phriction.content.search--recscratch-rotation",
+    "phriction.history--recscratch-rotation",
+    "transaction.search--phriction-recscratch-rotation",
+    "error--phriction.create-undefined-param-bogus",
+    "error--phriction.edit-undefined-param-bogus",
+    "error--phriction.document.search-undefined-param-bogus",
+]
+
+
+def test_second_set_phriction_parents_and_no_op_edits_as_recorded():
+    """The root and clinic_rotation/ existed on that server; clinic/ and recscratch/ did not."""
+    sb = second_sandbox(documents=("/", "clinic_rotation/"))
+    phids: dict[str, str] = {}
+    try:
+        for name in PHRICTION_SEQUENCE:
+            rec = SECOND_ALL[name]
+            got = check(rec, replay(sb, rec, phids))["result"]
+            expected = rec["response"]["result"]
+            if rec["method"] == "phriction.create" and got:
+                phids[expected["phid"]] = got["phid"]
+            if rec["method"] == "phriction.edit" and expected:  # ints for a new version, strings for a no-op
+                assert (got["version"], type(got["dateCreated"])) == (expected["version"], type(expected["dateCreated"]))
+            if name.startswith("phriction.document.search--recscratch"):
+                assert got["data"][0]["attachments"] == expected["data"][0]["attachments"]
+            if name in ("phriction.content.search--recscratch-rotation", "transaction.search--phriction-recscratch-rotation"):
+                assert len(got["data"]) == len(expected["data"])  # versions 1 and 2; 3 transactions
+        assert sorted(sb.store.documents) == ["/", "clinic_rotation/", "recscratch/", "recscratch/rotation/"]
+    finally:
+        sb.stop()
+
+
+SECOND_READS = ["conduit.ping--valid", "user.whoami--as-clinicbot", "maniphest.status.search--no-params",
+                "maniphest.priority.search--no-params", "maniphest.gettasktransactions--ids"]
+# remarkup.process is not a sandbox method (it renders no Remarkup): it answers "does not exist".
+STRICTNESS = sorted(n for n in SECOND_ALL if n.startswith("error--") and "phriction.create-nested" not in n
+                    and n not in ("error--maniphest.edit-undefined-param-bogus",
+                                  "error--remarkup.process-undefined-param-bogus"))
+
+
+@pytest.mark.parametrize("name", STRICTNESS + SECOND_READS)
+def test_second_set_parameter_strictness_and_plain_reads(seed_sandbox, name):
+    """Every undefined parameter (JSON or form field) is refused with the recorded code and message."""
+    rec = SECOND_ALL[name]
+    if name == "maniphest.gettasktransactions--ids":  # T1 is another task on that server: just no error
+        body = replay(seed_sandbox, rec).json()
+        assert body["error_code"] is None and isinstance(body["result"], dict)
+        return
+    body = check(rec, replay(seed_sandbox, rec))
+    if name == "user.whoami--as-clinicbot":
+        assert body["result"]["roles"] == rec["response"]["result"]["roles"]  # a bot is an "agent" here
+
+
+def test_every_second_set_recording_is_replayed_somewhere():
+    used = set(CREATES) | set(PHRICTION_SEQUENCE) | set(STRICTNESS) | set(SECOND_READS) | {
+        "error--maniphest.edit-undefined-param-bogus", "transaction.search--after-rejected-bogus-edit",
+        "maniphest.edit--comment-ansi-rtl-override", "transaction.search--control-chars-task",
+        "maniphest.gettasktransactions--control-chars-task", "maniphest.search--mention-targets-before",
+        "maniphest.search--mention-targets-after", "edge.search--mention-from-source",
+        "edge.search--mentioned-in-targets", "transaction.search--mention-source",
+        "maniphest.gettasktransactions--mention-targets"}
+    used |= {f"maniphest.edit--comment-ref-{f}" for f in MENTION_FORMS}
+    used |= {f"transaction.search--mention-target-{f}" for f in MENTION_FORMS}
+    for form in ("in-backticks", "clinicbot-current-escape"):
+        used |= {f"maniphest.edit--comment-hostile-title-{form}", f"edge.search--hostile-title-{form}",
+                 f"maniphest.search--hostile-title-{form}-after"}
+    # Not replayed: remarkup.process (the sandbox does not render Remarkup; the real-server tests and
+    # tests/test_remarkup_recordings.py use these), the second server's full conduit.query (compared
+    # with the sandbox's method list elsewhere), the F1 attachment and the final wiki listing.
+    left = {n for n in SECOND_ALL if n not in used and not n.startswith("remarkup.process--")
+            and n != "error--remarkup.process-undefined-param-bogus"}
+    assert left == {"conduit.query--full-second-server", "transaction.search--hostile-title-in-backticks-source",
+                    "transaction.search--hostile-title-clinicbot-current-escape-source",
+                    "maniphest.gettasktransactions--hostile-title-clinicbot-current-escape-source",
+                    "phriction.document.search--all-after-recordings"}

@@ -6,9 +6,13 @@ tests. The rules follow the recordings in ``../shared/conduit/``:
 
 * one edit = one ``groupID``, one author, one date; comments go last;
 * no-op edits (same value, empty comment, column on an untagged board) produce nothing;
-* the actor is implicitly subscribed when commenting unless already subscribed or the
-  task's owner (that subscription comes first in the group); ``@user`` in a comment
-  subscribes that user; ``T123``/``{T123}`` adds "mention" edges on both tasks;
+* the actor is implicitly subscribed when commenting unless already subscribed, the task's
+  owner or a bot (that subscription comes first in the group); ``@user`` in a comment or a
+  new description subscribes that user (not bots, not the owner);
+* task references in a comment or a new description (``T123``, ``{T123}``, a bare link to
+  ``http://<this host>/T123``; not in monospace, literal or code blocks, ``[[ … ]]`` links:
+  see ``mentions.py``) add a "mention" edge on the task and a "mentioned-in" edge on the
+  target, whose ``dateModified`` moves to the edit's time; never to the task itself;
 * on creation: ``create``, ``title``, ``description`` first, then the rest in order, the
   board placement as one ``core:columns`` right after ``projects``, subscribers last;
 * later project tags place the task in the board's default column silently (no xaction);
@@ -18,9 +22,9 @@ tests. The rules follow the recordings in ``../shared/conduit/``:
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from clinicbot.sandbox.mentions import Mentions, find_mentions
 from clinicbot.sandbox.store import (
     CLAIMING_STATUSES,
     EDGE_DEPENDED_ON_BY,
@@ -51,8 +55,6 @@ LIST_TYPES = {t for t in VALID_TYPES if t.endswith((".add", ".remove", ".set"))}
 STRING_TYPES = {"title", "description", "status", "comment", "priority", "parent"}
 
 PRIORITY_KEYWORDS = "unbreak, triage, high, normal, low, wish"
-MENTION_USER = re.compile(r"(?<![\w@])@([A-Za-z0-9._-]*[A-Za-z0-9_])")
-MENTION_TASK = re.compile(r"(?<![\w/#])\{?T(\d+)\b")
 
 _CREATE = {"core.create": True}
 _EDGE_META = {(t, c): ({"edge:type": t, "core.create": True} if c else {"edge:type": t})
@@ -346,22 +348,46 @@ class _Plan:
             self.items.insert(at, entry)
         self.items = [it for it in self.items if it[0] != "@drop"]
 
-    def resolve_subscribers(self) -> None:
-        store, actor = self.store, self.actor
-        texts = self.comments + ([self.description] if self.creating else [])
-        mentioned = []
+    def remarkup_mentions(self) -> Mentions:
+        """What the edit's new Remarkup (comments, a changed description) mentions.
+
+        Like Phorge, users mentioned only in the old description are not mentioned again;
+        task edges cannot be undone, so the old description does not matter for them.
+        """
+        host = self.store.self_host()
+        found = Mentions()
+        old_users: set[str] = set()
+        texts = list(self.comments)
+        old_description = self.task.description if self.task else ""
+        if self.description != old_description:
+            texts.append(self.description)
+            old_users = set(find_mentions(old_description, host).users) if old_description else set()
         for text in texts:
-            for name in MENTION_USER.findall(text):
-                user = store.users_by_name.get(name)
-                if user and user.phid not in self.subscribers and user.phid not in mentioned:
-                    mentioned.append(user.phid)
+            part = find_mentions(text, host)
+            for task_id in part.tasks:
+                found.add_task(task_id)
+            for name in part.users:
+                if name not in old_users:
+                    found.add_user(name)
+        return found
+
+    def resolve_subscribers(self, found: Mentions) -> None:
+        store, actor = self.store, self.actor
+        by_name = {u.username.lower(): u for u in store.users.values()} if found.users else {}
+        mentioned = []
+        for name in found.users:
+            user = by_name.get(name)
+            # Mentioned bots and the owner (automatically subscribed) are not subscribed.
+            if user and not user.bot and user.phid != self.owner and user.phid not in self.subscribers \
+                    and user.phid not in mentioned:
+                mentioned.append(user.phid)
         if self.creating:
             final = list(dict.fromkeys([actor.phid] + self.subscribers + mentioned))
             self.add("core:subscribers", [], final)
             self.subscribers = final
             return
         implied = (bool(self.comments) and actor.phid not in self.subscribers and actor.phid not in self.unsubscribed
-                   and actor.phid != (self.task.owner if self.task else None))
+                   and actor.phid != (self.task.owner if self.task else None) and not actor.bot)
         if implied:
             new = self.subscribers + [actor.phid] + [m for m in mentioned if m != actor.phid]
             self.items.insert(0, ["core:subscribers", list(self.subscribers), new, None])
@@ -371,16 +397,20 @@ class _Plan:
             self.add("core:subscribers", list(self.subscribers), new)
             self.subscribers = new
 
-    def resolve_mentions(self) -> None:
+    def resolve_mentions(self, found: Mentions) -> None:
         me = self.task.phid if self.task else None
         known = set(self.task.mentions) if self.task else set()
-        for text in self.comments:
-            for number in MENTION_TASK.findall(text):
-                target = self.store.tasks.get(int(number))
-                if target is None or target.phid == me or target.phid in known:
-                    continue
-                known.add(target.phid)
-                self.add("core:edge", [], [target.phid], EDGE_MENTIONS)
+        targets = []
+        for number in found.tasks:
+            target = self.store.tasks.get(number)
+            if target is None or target.phid == me or target.phid in known:
+                continue  # unknown tasks, the task itself and existing edges make nothing
+            known.add(target.phid)
+            targets.append(target)
+        if targets:
+            # One edge transaction for all targets, then one inverse on each target.
+            self.add("core:edge", [], [t.phid for t in targets], EDGE_MENTIONS)
+            for target in targets:
                 self.others.append((target, "core:edge", [], ["@self"], {"edge:type": EDGE_MENTIONED_IN}))
 
 
@@ -430,8 +460,9 @@ def apply_edit(store: Store, task: Task | None, actor: User, transactions: Any, 
     if plan.errors:
         raise validation_error(*plan.errors)
     plan.resolve_columns()
-    plan.resolve_subscribers()
-    plan.resolve_mentions()
+    found = plan.remarkup_mentions()
+    plan.resolve_subscribers(found)
+    plan.resolve_mentions(found)
     if not plan.items and not plan.comments:
         return task, []  # type: ignore[return-value]
 
@@ -469,7 +500,10 @@ def apply_edit(store: Store, task: Task | None, actor: User, transactions: Any, 
         if xtype == "unblock":
             old, new = {"childPHID": None}, {"childPHID": other.phid}
         elif meta.get("edge:type") == EDGE_MENTIONED_IN:
-            other.mentions.append(task.phid)
+            other.mentioned_in.append(task.phid)
+            other.date_modified = at  # the inverse edge is a transaction on the target (recorded)
+            store.log_edge(task.phid, EDGE_MENTIONS, other.phid, at)
+            store.log_edge(other.phid, EDGE_MENTIONED_IN, task.phid, at)
         elif meta.get("edge:type") == EDGE_DEPENDS_ON:
             other.subtasks = [p for p in other.subtasks if p not in old] + [p for p in new if p not in other.subtasks]
         elif meta.get("edge:type") == EDGE_DEPENDED_ON_BY:

@@ -166,7 +166,8 @@ class Scenario:
         for d in self.documents:
             store.add_document(Document(id=d["id"], phid=d["phid"], slug=d["slug"], date_created=d["dateCreated"],
                                         versions=[Version(**{_VERSION_KEYS.get(k, k): v for k, v in ver.items()})
-                                                  for ver in d["versions"]]))
+                                                  for ver in d["versions"]],
+                                        mentions=list(d.get("mentions") or [])))
         return store
 
     @classmethod
@@ -245,7 +246,8 @@ def task_to_data(t: Task) -> dict[str, Any]:
             "closer": t.closer, "projects": list(t.projects), "columns": dict(t.columns),
             "subscribers": list(t.subscribers),
             # Relations are rare: only written when present (keeps big scenarios small).
-            **{k: list(v) for k, v in (("parents", t.parents), ("subtasks", t.subtasks), ("mentions", t.mentions))
+            **{k: list(v) for k, v in (("parents", t.parents), ("subtasks", t.subtasks), ("mentions", t.mentions),
+                                           ("mentionedIn", t.mentioned_in))
                if v}}
 
 
@@ -257,11 +259,13 @@ def task_from_data(d: dict[str, Any]) -> Task:
                 date_modified=d.get("dateModified", d["dateCreated"]), date_closed=d.get("dateClosed"),
                 closer=d.get("closer"), projects=list(d.get("projects") or []), columns=dict(d.get("columns") or {}),
                 subscribers=list(d.get("subscribers") or []), parents=list(d.get("parents") or []),
-                subtasks=list(d.get("subtasks") or []), mentions=list(d.get("mentions") or []))
+                subtasks=list(d.get("subtasks") or []), mentions=list(d.get("mentions") or []),
+                mentioned_in=list(d.get("mentionedIn") or []))
 
 
 def document_to_data(d: Document) -> dict[str, Any]:
     return {"id": d.id, "phid": d.phid, "slug": d.slug, "dateCreated": d.date_created,
             "versions": [{"version": v.version, "title": v.title, "content": v.content, "description": v.description,
                           "author": v.author, "date": v.date, "contentID": v.content_id, "contentPHID": v.content_phid}
-                         for v in d.versions]}
+                         for v in d.versions],
+            **({"mentions": list(d.mentions)} if d.mentions else {})}

@@ -21,6 +21,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
+from urllib.parse import urlsplit
 
 # ---------------------------------------------------------------------------------------
 # Server configuration (the recorded server: Wikimedia-like statuses, stock priorities)
@@ -158,6 +159,10 @@ class User:
             roles.append("activated")
         return roles
 
+    def whoami_roles(self) -> list[str]:
+        """Roles as user.whoami names them: a bot is an "agent" there (user.whoami--as-clinicbot.json)."""
+        return ["agent" if role == "bot" else role for role in self.roles()]
+
 
 @dataclass(slots=True)
 class Project:
@@ -212,7 +217,8 @@ class Task:
     subscribers: list[str] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
     subtasks: list[str] = field(default_factory=list)
-    mentions: list[str] = field(default_factory=list)  # task PHIDs this one mentions or is mentioned by
+    mentions: list[str] = field(default_factory=list)  # task PHIDs this one mentions (edge "mention")
+    mentioned_in: list[str] = field(default_factory=list)  # task PHIDs that mention this one ("mentioned-in")
     xactions: list[Xaction] = field(default_factory=list)
 
 
@@ -235,6 +241,7 @@ class Document:
     slug: str
     date_created: int
     versions: list[Version] = field(default_factory=list)
+    mentions: list[str] = field(default_factory=list)  # task PHIDs the content mentions (edge "mention")
 
     @property
     def latest(self) -> Version:
@@ -302,6 +309,8 @@ class Store:
         self.object_xactions: dict[str, list[Xaction]] = {}
         self.next_id: dict[str, int] = {k: 1 for k in ("user", "project", "column", "task", "xaction", "comment",
                                                          "document", "content")}
+        # When (date, sequence) each edge made by an edit was written: edge.search lists newest first.
+        self.edge_log: dict[tuple[str, int, str], tuple[int, int]] = {}
         # Bumped on every change so cached search results can tell they are stale.
         self.version = 0
         self.search_cache: dict[Any, Any] = {}
@@ -498,6 +507,13 @@ class Store:
             return f"T{task.id}: {task.title}"
         return phid
 
+    def self_host(self) -> str:
+        """The host of this server's own URI: links to it can mention tasks (``http://host/T1``)."""
+        return urlsplit(self.base_uri).hostname or ""
+
+    def log_edge(self, source: str, edge_type: int, destination: str, at: int) -> None:
+        self.edge_log[(source, edge_type, destination)] = (at, len(self.edge_log))
+
     def xactions_of(self, phid: str) -> list[Xaction]:
         task = self.tasks_by_phid.get(phid)
         if task is not None:
@@ -547,7 +563,7 @@ class Store:
                 "You can not create a document which does not have a parent.")
         doc = Document(id=self.take_id("document"), phid=self.new_phid("WIKI"), slug=slug, date_created=at)
         self.add_document(doc)
-        self._new_version(doc, actor, title, content, description, at, changes=3)
+        self._new_version(doc, actor, title, content, description, at, changes=2)
         return doc
 
     def phriction_edit(self, actor: User, slug: str, title: str | None, content: str | None,
@@ -562,7 +578,7 @@ class Store:
         changes = (new_title != latest.title) + (new_content != latest.content)
         if not changes:
             return doc, False
-        self._new_version(doc, actor, new_title, new_content, description or "", at, changes=changes + 1)
+        self._new_version(doc, actor, new_title, new_content, description or "", at, changes=changes)
         return doc, True
 
     def _new_version(self, doc: Document, actor: User, title: str, content: str, description: str, at: int,
@@ -570,10 +586,28 @@ class Store:
         doc.versions.append(Version(version=len(doc.versions) + 1, title=title, content=content,
                                     description=description, author=actor.phid, date=at,
                                     content_id=self.take_id("content"), content_phid=self.new_phid("WRDS")))
-        # Phriction transactions are all reported with type null by transaction.search.
+        # Phriction transactions are all reported with type null by transaction.search: one per
+        # changed field (title, content), and one for new task mentions in the content, which
+        # also writes a "mentioned-in" edge on each task (the first recorded report page, which
+        # listed T24/T25, got 3 transactions on create; a page without monograms gets 2).
+        from clinicbot.sandbox.mentions import find_mentions
+
+        targets = []
+        for task_id in find_mentions(content, self.self_host()).tasks:
+            task = self.tasks.get(task_id)
+            if task is not None and task.phid not in doc.mentions and task not in targets:
+                targets.append(task)
         group = self.new_group()
-        for _ in range(changes):
+        for _ in range(changes + bool(targets)):
             self.add_xaction(Xaction(self.take_id("xaction"), "", doc.phid, "opaque", actor.phid, at, group))
+        for task in targets:
+            doc.mentions.append(task.phid)
+            task.mentioned_in.append(doc.phid)
+            task.date_modified = at
+            self.log_edge(doc.phid, EDGE_MENTIONS, task.phid, at)
+            self.log_edge(task.phid, EDGE_MENTIONED_IN, doc.phid, at)
+            self.add_xaction(Xaction(self.take_id("xaction"), "", task.phid, "core:edge", actor.phid, at, group,
+                                     [], [doc.phid], {"edge:type": EDGE_MENTIONED_IN}), task)
 
     def documents_under(self, prefix: str) -> Iterable[Document]:
         return (d for d in self.documents.values() if d.slug != prefix and d.slug.startswith(prefix))
