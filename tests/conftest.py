@@ -18,11 +18,16 @@ from clinicbot.conduit import ConduitClient
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDINGS = FIXTURES / "conduit"
+SECOND_RECORDINGS = FIXTURES / "conduit-second"  # ../shared/conduit's "Second recording set" (another server)
 TEST_TOKEN = "api-" + "t" * 28  # obviously fake, right shape
 
 
 def recording(name: str) -> dict[str, Any]:
-    return json.loads((RECORDINGS / f"{name}.json").read_text())
+    """A recording by name, from the first set or else the second."""
+    path = RECORDINGS / f"{name}.json"
+    if not path.exists():
+        path = SECOND_RECORDINGS / f"{name}.json"
+    return json.loads(path.read_text())
 
 
 def recorded_result(name: str) -> Any:

@@ -64,6 +64,10 @@ def test_declared_parameters_are_the_recorded_servers():
     assert set(REQUIRED_METHODS) <= set(declared)
 
 
+def test_both_recorded_servers_declare_the_same_parameters():
+    assert declared_params("conduit.query--full-second-server") == declared_params()
+
+
 def test_the_check_refuses_what_phorge_refuses():
     declared = declared_params()
     calls = {

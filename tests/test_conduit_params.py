@@ -25,14 +25,14 @@ from clinicbot.sandbox import Sandbox, generate_scenario
 from clinicbot.sandbox import methods as sandbox_methods
 from clinicbot.sandbox import params as sandbox_params
 from conduit_matchers import decoded_params
-from conftest import RECORDINGS, TEST_TOKEN, recorded_result, recording
+from conftest import SECOND_RECORDINGS, TEST_TOKEN, recorded_result, recording
 
 URL = "https://phab.example.org/"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 NO_PARAMS = {"maniphest.status.search": "maniphest.status.search--no-params",
              "maniphest.priority.search": "maniphest.priority.search--no-params"}
 # The recordings of the second set that show parameter strictness (error_code ERR-CONDUIT-CALL).
-STRICTNESS = sorted(p.stem for p in RECORDINGS.glob("error--*.json")
+STRICTNESS = sorted(p.stem for p in SECOND_RECORDINGS.glob("error--*.json")
                     if p.stem.endswith(("-undefined-param-bogus", "-limit-param", "-limit-and-after",
                                         "-limit-form-encoding", "-order-param", "-attachments-param")))
 
@@ -103,11 +103,15 @@ def fields_of(rec: dict, token: str) -> list[tuple[str, str]]:
 
 
 def test_the_strictness_recordings_are_all_here():
-    assert len(STRICTNESS) >= 25
+    assert len(STRICTNESS) >= 25 and len(SANDBOX_STRICTNESS) >= len(STRICTNESS) - 1
     assert "error--maniphest.status.search-limit-form-encoding" in STRICTNESS
 
 
-@pytest.mark.parametrize("name", STRICTNESS)
+# The sandbox has no remarkup.process (it cannot render Remarkup); its recording is left to the real server.
+SANDBOX_STRICTNESS = [n for n in STRICTNESS if recording(n)["method"] in sandbox_methods.METHODS]
+
+
+@pytest.mark.parametrize("name", SANDBOX_STRICTNESS)
 def test_sandbox_refuses_as_recorded(sandbox, name):
     rec = recording(name)
     body = json.loads(sandbox.answer(rec["method"], fields_of(rec, sandbox.token)))

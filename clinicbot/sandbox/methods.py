@@ -10,13 +10,12 @@ import bisect
 import itertools
 from typing import Any, Callable
 
+from clinicbot.sandbox import edges
 from clinicbot.sandbox import params as sandbox_params
 from clinicbot.sandbox import render
 from clinicbot.sandbox.engine import apply_edit
 from clinicbot.sandbox.search import Ctx, Engine, as_int_list, as_list, fault, read_cursor, read_limit, run_search
 from clinicbot.sandbox.store import (
-    EDGE_DEPENDED_ON_BY,
-    EDGE_DEPENDS_ON,
     PRIORITIES,
     STATUSES,
     ConduitFault,
@@ -512,33 +511,9 @@ def _object_phid(ctx: Ctx, ident: str) -> str | None:
 
 # -- edges and PHIDs ------------------------------------------------------------------------
 
-EDGE_KEYS = {"task.subtask": EDGE_DEPENDS_ON, "task.parent": EDGE_DEPENDED_ON_BY}
-
-
 @method("edge.search")
 def edge_search(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
-    sources = as_list("sourcePHIDs", params.get("sourcePHIDs"))
-    types = as_list("types", params.get("types"))
-    for t in types:
-        if t not in EDGE_KEYS:
-            raise fault(f'Edge type "{t}" is not a recognized edge type.')
-    dest = set(as_list("destinationPHIDs", params["destinationPHIDs"])) if params.get("destinationPHIDs") else None
-    limit = read_limit(params.get("limit"))
-    data = []
-    for src in sources:
-        task = ctx.store.tasks_by_phid.get(src)
-        if task is None:
-            continue
-        for t in types:
-            for other in (task.subtasks if t == "task.subtask" else task.parents):
-                if dest is None or other in dest:
-                    data.append({"sourcePHID": src, "edgeType": t, "destinationPHID": other})
-    # Newest edges first: an edge is usually made when the newer of its two tasks is, and the
-    # forward edge (parent -> subtask) is written just before its inverse.
-    tasks = ctx.store.tasks_by_phid
-    data.sort(key=lambda e: (-max(tasks[e["sourcePHID"]].id, tasks[e["destinationPHID"]].id),
-                             e["edgeType"] != "task.subtask"))
-    return {"data": data[:limit], "cursor": {"limit": params.get("limit") or 100, "after": None, "before": None}}
+    return edges.search_edges(ctx, params)  # task relations and mentions: edges.py
 
 
 @method("phid.lookup")
