@@ -83,3 +83,22 @@ def test_board_shows_no_control_characters_from_titles(phorge: PhorgeServer, pho
     assert hostile["monogram"] in result.stdout and "Terminal" in result.stdout
     for ch in ("\x1b", "\x07", "\u202e", "\u202c"):
         assert ch not in result.stdout
+
+
+def test_scratch_tasks_live_on_their_own_board_and_are_backdated(phorge: PhorgeServer, scratch):
+    # Tests that write use the session's scratch board; the seeded boards stay as the manifest says.
+    task = phorge.scratch_task("Scratch smoke: backdated", column="Inbox", author="mallory", age_days=5,
+                               events=[(3, "carol", "comment", "Looking."), (2, "carol", "move", "Doing")])
+    got = phorge.call("maniphest.search", constraints={"phids": [task["phid"]]},
+                      attachments={"columns": True, "projects": True})["data"][0]
+    assert got["fields"]["dateCreated"] == task["created"] == int(phorge.now.timestamp()) - 60 - 5 * 86400
+    assert got["fields"]["dateModified"] == task["modified"] == task["created"] + 3 * 86400
+    assert got["attachments"]["projects"]["projectPHIDs"] == [scratch.phid]
+    columns = got["attachments"]["columns"]["boards"][scratch.phid]["columns"]
+    assert [c["phid"] for c in columns] == [scratch.columns["Doing"]]
+    history = {x["type"]: x["dateCreated"] for x in phorge.transactions(task["monogram"])}
+    assert history["create"] == task["created"] and history["comment"] == task["created"] + 2 * 86400
+    assert phorge.comments(task["monogram"], author="carol") == ["Looking."]
+    for project in phorge.manifest["projects"].values():
+        assert scratch.phid != project["phid"]
+        assert not set(scratch.columns.values()) & set(project["columns"].values())
