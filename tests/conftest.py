@@ -96,8 +96,8 @@ def recording_calls() -> Iterator[dict[CallKey, str]]:
     try:
         yield log
     finally:
-        with _lock:
-            _logs.remove(log)
+        with _lock:  # by identity: list.remove() compares dicts by value and could drop the session's
+            _logs[:] = [other for other in _logs if other is not log]
 
 
 def contract_violations(calls: dict[CallKey, str], declared: dict[str, list[str]]) -> list[str]:

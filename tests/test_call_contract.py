@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from clinicbot.app import App
-from clinicbot.boards import fetch_statuses
+from clinicbot.boards import fetch_priorities, fetch_statuses
 from clinicbot.cli import cli
 from clinicbot.conduit import REQUIRED_METHODS, ConduitClient, HTTPAnswer
 from clinicbot.demo import write_sandbox_config
@@ -99,6 +99,18 @@ def test_calls_are_recorded_for_clinicbot_code_not_for_tests():
     assert log[("maniphest.status.search", ())].startswith("clinicbot/boards.py:")
     assert ("maniphest.status.search", ()) in SESSION_CALLS  # the session's record got it too
     assert ("conduit.ping", ("bogus",)) not in SESSION_CALLS
+
+
+def test_leaving_a_block_keeps_recording_for_an_equal_outer_log():
+    transport = Answers({"maniphest.status.search": recorded_result("maniphest.status.search--no-params"),
+                         "maniphest.priority.search": recorded_result("maniphest.priority.search--no-params")})
+    client = ConduitClient("http://127.0.0.1:1/", TEST_TOKEN, transport=transport, retries=0)
+    with recording_calls() as outer:
+        with recording_calls() as inner:
+            fetch_statuses(client)
+        assert inner == outer  # equal by value: leaving the inner block must drop the inner log only
+        fetch_priorities(client)
+    assert ("maniphest.priority.search", ()) in outer and ("maniphest.priority.search", ()) not in inner
 
 
 def test_caller_of_a_test_frame_is_none():
