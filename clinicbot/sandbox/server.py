@@ -3,6 +3,8 @@
 Wire behaviour follows the recordings: ``POST /api/<method>`` with form fields (``params``
 holding JSON, or PHP-style ``api.token=…&constraints[projects][0]=…``), every Conduit answer
 is HTTP 200 JSON ``{"result", "error_code", "error_info"}`` with ``/`` escaped as PHP does.
+A parameter the method does not define is refused before anything else, as Phorge refuses it
+(``ERR-CONDUIT-CALL``; which form fields are parameters: :mod:`clinicbot.sandbox.params`).
 Faults are the things a real deployment adds on top: proxies answering 502/429, a server
 that did the work but answered too late, a connection dropped mid-request.
 """
@@ -166,7 +168,7 @@ def decode_request(method: str, fields: list[tuple[str, str]]) -> tuple[dict[str
         for key, value in console:
             name = key[len("params["):].split("]", 1)[0]
             try:
-                params[name] = json.loads(value or "null")
+                params[name] = None if value.lower() in ("", "null") else json.loads(value)
             except ValueError:
                 raise ConduitFault("ERR-CONDUIT-CORE", (
                     f"The value for parameter '{name}' is not valid JSON. All parameters must be encoded as JSON "
