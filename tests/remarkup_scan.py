@@ -1,6 +1,6 @@
 """What a real Phorge would still interpret in a piece of Remarkup clinicbot posts.
 
-Mirrors the rules that matter, as the recordings in ``tests/fixtures/remarkup/`` show them
+Mirrors the rules that matter, as the recordings in ``tests/fixtures/conduit-second/`` show them
 (and ``test_remarkup_recordings.py`` checks this module against those recordings):
 
 * inline monospace (PhutilRemarkupMonospaceRule: ``##…##`` or `` `…` `` after a non-word

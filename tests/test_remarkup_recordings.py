@@ -1,6 +1,6 @@
 """escape.remarkup / escape.taskref against what a real Phorge did with each form.
 
-The fixtures in ``tests/fixtures/remarkup/`` are copies of ``../shared/conduit/`` recordings from
+The fixtures in ``tests/fixtures/conduit-second/`` are copies of ``../shared/conduit/`` recordings from
 a real Phorge (commit 07c1a51): ``remarkup.process`` renderings of a hostile title in every
 quoting form, ``maniphest.edit`` comments referencing tasks in every form with the mention edges
 (``edge.search``) and ``dateModified`` bumps they caused, and control characters in a comment.
@@ -23,7 +23,7 @@ import pytest
 from clinicbot import escape
 from tests.remarkup_scan import edge_forms, live_mentions
 
-FIXTURES = Path(__file__).parent / "fixtures" / "remarkup"
+FIXTURES = Path(__file__).parent / "fixtures" / "conduit-second"
 
 # Markers of live markup in remarkup.process HTML.
 LIVE = {
