@@ -24,7 +24,7 @@ from clinicbot.fileio import write_atomic
 from clinicbot.config import Config
 from clinicbot.errors import ConfigError, SafetyCapExceeded
 from clinicbot.report_render import EXTENSIONS, render
-from clinicbot.wiki import normalize_slug
+from clinicbot.wiki import PagePlan, WikiWriter, normalize_slug
 
 KINDS = ("digest", "agenda", "metrics")
 TITLES = {"digest": "Daily triage digest", "agenda": "Triage meeting agenda", "metrics": "Clinic duty metrics"}
@@ -222,14 +222,13 @@ class Deliverer:
     def deliver(self, data: Mapping[str, Any], targets: Sequence[Target], *, fmt: str = "term",
                 recipients: Sequence[str] = ()) -> list[Delivery]:
         from clinicbot.actions import Outbox
-        from clinicbot.wiki import WikiWriter
 
         out: list[Delivery] = []
         outbox = Outbox(self.client, self.ledger, apply=self.apply, cap=self.cap, now=self.now,
                         chat_sender=self.chat_sender, email_sender=self.email_sender, bot_phid=self.bot_phid)
         wiki = WikiWriter(self.client, apply=self.apply, cap=self.cap)
         planned: list[tuple[Target, Any]] = []
-        pages: list[tuple[Target, str, Any]] = []  # (target, key, PagePlan): written after the cap check
+        pages: list[tuple[Target, str, PagePlan]] = []  # (target, key, PagePlan): written after the cap check
         for target in targets:
             if target.kind == "stdout":
                 text = self.render(data, fmt)
@@ -276,15 +275,15 @@ class Deliverer:
                 detail = action.reason or action.error or ("dry run: would send" if action.status == "planned" else "")
                 out.append(Delivery(str(target), action.status, detail, action.key))
         for target, key, plan in pages:
-            out.append(self._wiki_write(wiki, data, target, key, plan))
+            out.append(self._wiki_write(wiki, target, key, plan))
         return out
 
-    def _wiki_plan(self, wiki: Any, data: Mapping[str, Any]) -> Any:
+    def _wiki_plan(self, wiki: WikiWriter, data: Mapping[str, Any]) -> PagePlan:
         title = subject(data) if data["kind"] != "metrics" else f"{TITLES['metrics']}: {data['team']}"
         return wiki.plan_page(wiki_slug(data, self.settings), title, self.render(data, "remarkup"),
                               description=f"clinicbot: {data['kind']} {period(data)}")
 
-    def _wiki_write(self, wiki: Any, data: Mapping[str, Any], target: Target, key: str, plan: Any) -> Delivery:
+    def _wiki_write(self, wiki: WikiWriter, target: Target, key: str, plan: PagePlan) -> Delivery:
         result = wiki.execute(plan)
         if self.apply and result.status in ("created", "edited", "unchanged"):
             self.ledger.mark_delivered(key, self.now, handler="wiki", slug=result.slug, result=result.status)

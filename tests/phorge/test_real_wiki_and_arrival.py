@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -50,7 +50,8 @@ def test_a_task_created_into_the_meeting_inbox_has_no_mover(phorge: PhorgeServer
     created = phorge.scratch_task("Created straight into the meeting inbox", column="Triage Meeting Inbox",
                                   author="dave")
     config = make_phorge_config("arrival", boards=phorge.scratch_board_config())
-    now = phorge.now + timedelta(days=2)  # after the scratch task's real creation time
+    # After the task's creation (it is not backdated: it was created just now, on the server's clock).
+    now = datetime.fromtimestamp(created["created"], tz=timezone.utc) + timedelta(hours=1)
     result = run_clinicbot(config, "agenda", "--format", "json", now=now)
     assert result.returncode == 0, result.stdout + result.stderr
     items = {r["id"]: r for r in json.loads(result.stdout)["items"]}
