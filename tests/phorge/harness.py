@@ -20,6 +20,8 @@ Only the standard library is used, so the harness runs before clinicbot's depend
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -29,9 +31,9 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -368,6 +370,18 @@ def cmd_start(lay: Layout) -> None:
     log(f"Phorge {PHORGE_COMMIT} ready at {lay.url} in {time.monotonic() - t0:.0f}s")
 
 
+@contextlib.contextmanager
+def exclusive(lay: Layout) -> Iterator[None]:
+    """One start/stop at a time per harness folder (two test runs may start it at once)."""
+    lay.home.mkdir(parents=True, exist_ok=True)
+    with open(lay.home.parent / f".{lay.home.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def env_lines(lay: Layout) -> list[str]:
     if not lay.manifest.exists():
         raise HarnessError(f"no manifest at {lay.manifest}: run tests/phorge/harness.sh start first")
@@ -389,10 +403,9 @@ def main(argv: list[str]) -> int:
         return 2
     lay = Layout()
     try:
-        if argv[0] == "start":
-            cmd_start(lay)
-        elif argv[0] == "stop":
-            stop(lay)
+        if argv[0] in {"start", "stop"}:
+            with exclusive(lay):
+                cmd_start(lay) if argv[0] == "start" else stop(lay)
         elif argv[0] == "env":
             print("\n".join(env_lines(lay)))
         else:

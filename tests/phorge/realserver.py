@@ -66,6 +66,9 @@ class PhorgeServer:
         self.session = requests.Session()
         self._scratch: ScratchBoard | None = None
 
+    def __repr__(self) -> str:  # never the manifest (it holds the tokens)
+        return f"PhorgeServer({self.url!r})"
+
     # ------------------------------------------------------------------ facts from the manifest
     @property
     def now(self) -> datetime:
