@@ -354,7 +354,7 @@ def test_read_page_parses_the_recorded_answer(rec):
     assert sent["content"].startswith("= Core Platform Team =\n\nWorkboard: #core_platform_team")
 
 
-PHRICTION = Path(__file__).parent / "fixtures" / "phriction"  # copied from ../shared/conduit (second set)
+PHRICTION = Path(__file__).parent / "fixtures" / "conduit-second"  # ../shared/conduit, second recording set
 
 
 def phr(name: str) -> dict[str, Any]:
