@@ -141,7 +141,8 @@ def test_every_command_makes_only_declared_calls_against_the_strict_sandbox(sand
             for args in (["doctor"], ["board"], ["sync"], ["sync"], ["check"], ["check", "--apply"], ["digest"],
                          ["agenda"], ["metrics"]):
                 result = run(config, *args)
-                assert result.exit_code in (0, 1), (args, result.output)
+                crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+                assert result.exit_code in (0, 1) and not crashed, (args, result.output, result.exception)
     finally:
         sandbox.store.features["gettasktransactions"] = True
     assert contract_violations(log, declared_params()) == []
