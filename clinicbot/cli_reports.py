@@ -177,7 +177,7 @@ def deliverer(app: App, env: ReportEnv, ledger: Any, *, apply: bool) -> Delivere
         return type("TaskRef", (), {"id": int(found[0]["id"]), "phid": found[0]["phid"]})()
 
     def print_term(text: str) -> None:
-        app.console.print(text, markup=True, highlight=False, end="", soft_wrap=True)
+        app.console.print(text, markup=True, highlight=False, emoji=False, end="", soft_wrap=True)
 
     return Deliverer(app.client(), ledger, env.settings, apply=apply, cap=int(config.get("max_writes_per_run")),
                      now=app.now(), templates_dir=config.templates_dir,
@@ -202,7 +202,7 @@ def _report(app: App, results: Iterable[Delivery], apply: bool) -> None:
             continue
         failed |= r.status == "failed"
         app.err_console.print(f"{r.target}: {r.status}" + (f" — {r.detail}" if r.detail else ""),
-                              markup=False, highlight=False)
+                              markup=False, highlight=False, soft_wrap=True)
     if not apply and any(r.status == "planned" for r in results):
         app.err_console.print("dry run: nothing was sent; add --apply to deliver", markup=False, highlight=False)
     if failed:

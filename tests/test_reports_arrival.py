@@ -7,6 +7,8 @@ creation edit (same ``groupID`` as ``create``, same second, authored by the crea
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import replace
 from datetime import datetime
 
@@ -145,11 +147,14 @@ def test_sandbox_task_created_into_the_meeting_inbox_has_no_mover(tmp_path):
         (tmp_path / "rotation.yaml").write_text(ROTATION)
         config = write_sandbox_config(tmp_path / "clinicbot.yaml", sb.url, sb.token)
 
-        def report(*args: str) -> dict:
+        def text(*args: str, fmt: str = "json") -> str:
             result = CliRunner().invoke(cli, ["--config", str(config), "--now", now.isoformat(), *args,
-                                              "--format", "json"], catch_exceptions=False)
+                                              "--format", fmt], catch_exceptions=False)
             assert result.exit_code == 0, result.output
-            return json.loads(result.stdout)
+            return result.stdout
+
+        def report(*args: str) -> dict:
+            return json.loads(text(*args))
 
         items = {r["id"]: r for r in report("agenda")["items"]}
         assert (items[created["id"]]["moved_by"], items[created["id"]]["arrival"]) == (None, "created")
@@ -157,5 +162,17 @@ def test_sandbox_task_created_into_the_meeting_inbox_has_no_mover(tmp_path):
         rows = {r["id"]: r for r in report("digest", "--since", (now - 2 * H).isoformat())["moved_to_meeting"]}
         assert (rows[created["id"]]["by"], rows[created["id"]]["arrival"]) == (None, "created")
         assert rows[moved["id"]]["by"] == "bob"
+
+        # What people read: no "Moved here by dave" in any format, the real mover named.
+        since = ("--since", (now - 2 * H).isoformat())
+        for fmt in ("md", "remarkup", "term", "html"):
+            agenda, digest = text("agenda", fmt=fmt), text("digest", *since, fmt=fmt)
+            # The digest puts the mover on the task's line; the agenda a few lines under its heading.
+            [created_line] = [ln for ln in digest.splitlines() if "Created straight into" in ln]
+            [moved_line] = [ln for ln in digest.splitlines() if "Moved into the meeting inbox" in ln]
+            assert "created here" in created_line and "dave" not in created_line, (fmt, created_line)
+            assert re.search(r"moved by \W?bob", moved_line), (fmt, moved_line)
+            created_item = agenda.split("Created straight into", 1)[1].split("Moved into the meeting inbox")[0]
+            assert "Created here" in created_item and not re.search(r"by \W?dave", created_item), fmt
     finally:
         sb.stop()
