@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 import click
 from rich.console import Console
@@ -27,6 +28,16 @@ def state_lock(app: App) -> Any:
     from clinicbot.ledger import StateLock
 
     return StateLock(app.config().state_dir)
+
+
+@contextmanager
+def waiting_lock(app: App, seconds: float) -> Iterator[Any]:
+    """The state lock, waited for up to ``seconds`` (scheduled jobs: never lost to a busy lock)."""
+    lock = state_lock(app).acquire(wait=seconds)
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,7 +137,12 @@ def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...]
     """Run the jobs on the config's schedule (team timezone) until SIGTERM/SIGINT.
 
     Jobs: sync, checks, digest, agenda, metrics, rotation. SIGTERM lets the running job finish,
-    then exits 0. Holds the state lock: a second instance is refused (exit 2) naming this one's PID.
+    then exits 0. Holds the state lock, waiting up to schedule.lock_wait_seconds for it: a second
+    instance is refused after that (exit 2) naming this one's PID.
+
+    --once exits 0 when every job ran (findings that fired are the job working, not a failure),
+    1 when a job ran partly (a check crashed, a delivery failed), and the job's own code (2, 3, 4)
+    when it could not run.
     """
     from clinicbot.scheduler import JOB_TARGETS, JobRunner, crontab, parse_schedule
     from clinicbot.scheduler import serve as run_scheduler
@@ -144,13 +160,13 @@ def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...]
                                f"unknown job {name!r}; jobs are: {', '.join(JOB_TARGETS)}")
     if once:
         worst = EXIT_OK
-        with state_lock(app):
+        with waiting_lock(app, schedule.lock_wait):
             runner = JobRunner(app, apply=apply)
             for name in once:
                 outcome = runner.run(name)
                 if outcome.outcome in ("failed", "unavailable"):
                     click.echo(f"clinicbot: job {name} {outcome.outcome}: {outcome.detail}", err=True)
-                worst = max(worst, outcome.exit_code)
+                worst = max(worst, once_exit_code(outcome))
         if worst:
             sys.exit(worst)
         return
@@ -158,7 +174,18 @@ def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...]
         log.warning("serve ignores --now/CLINICBOT_NOW: scheduled jobs run at the real time")
         app.now_override = None
     log.info("clinicbot serve: %s", "applying writes" if apply else "dry run (pass --apply or set apply: true)")
-    sys.exit(run_scheduler(app, apply=apply, run_now=list(run_now), hold=lambda: state_lock(app)))
+    sys.exit(run_scheduler(app, apply=apply, run_now=list(run_now), hold=lambda: waiting_lock(app, schedule.lock_wait)))
+
+
+def once_exit_code(outcome: Any) -> int:
+    """`serve --once`'s exit code for one job: 0 when it ran ("ok", findings included: `check`'s
+    exit 1 for "findings fired" would make a systemd unit "failed" every time the bot did its
+    job), 1 when it ran partly, else the job's own code (2 state/config, 3 Conduit, 4 write cap)."""
+    if outcome.outcome in ("ok", "skipped"):
+        return EXIT_OK
+    if outcome.outcome == "partial":
+        return EXIT_FAILURE
+    return outcome.exit_code or EXIT_FAILURE
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,35 @@
-"""Writing output files (calendars, report pages) so that readers never see half a file."""
+"""Files: output files readers never see half of, and the private state directory.
+
+Two kinds of files, two permission rules:
+
+* **Output** (calendars, report pages, metrics pages) are meant to be read by others: they get
+  the usual permissions (0666 less the umask), see :func:`write_atomic`.
+* **State** (everything under ``state_dir``: the ledger and its backup, the cache and its
+  ``-wal``/``-shm``, the lock, the metrics history) holds task data from possibly private
+  projects: the directory is ``0700`` and every file in it ``0600``. :func:`private_dir`
+  creates the directory so and *tightens* an existing one (and the files in it) that is wider,
+  with one warning naming what it changed; when it cannot (the files belong to someone else)
+  it warns and carries on (doctor reports it).
+
+An ``OSError`` on a state file becomes one :class:`StateError` line naming the file and what to
+do (:func:`state_error`): a read-only filesystem, a full disk, a directory removed mid-run.
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from clinicbot.errors import StateError
+
+log = logging.getLogger(__name__)
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 
 
 def _umask() -> int:
@@ -31,3 +56,106 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# --------------------------------------------------------------------------------------------
+# The private state directory
+
+
+def private_dir(path: str | Path, *, create: bool = True) -> Path:
+    """Make sure ``path`` is a directory only its owner can read: create it ``0700``, or tighten
+    an existing one (and the regular files in it) to ``0700``/``0600``, warning once per change.
+
+    ``create=False``: a missing directory is an error (the state directory was removed while a
+    run was using it: recreating it empty would silently start a new ledger).
+    """
+    path = Path(path)
+    try:
+        if not path.is_dir():
+            if not create:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+            path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+            os.chmod(path, PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+    except OSError as exc:
+        raise state_error(exc, path, "cannot create the state directory") from None
+    tighten(path)
+    return path
+
+
+def tighten(directory: Path) -> list[str]:
+    """Remove group/other bits from ``directory`` and the regular files directly in it.
+
+    Returns what was changed (for the warning); never raises: a file owned by someone else is
+    left alone with a warning (``clinicbot doctor`` says so too)."""
+    changed: list[str] = []
+    try:
+        entries = [directory] + [p for p in directory.iterdir() if not p.is_symlink()]
+    except OSError:
+        return changed
+    for entry in entries:
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and entry != directory:
+            continue
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        if not mode & 0o077:
+            continue
+        wanted = PRIVATE_DIR_MODE if entry == directory else (mode & 0o700) | PRIVATE_FILE_MODE
+        try:
+            os.chmod(entry, wanted)
+        except OSError as exc:
+            log.warning("%s is readable by others (mode %o) and cannot be tightened: %s; make the bot's user "
+                        "own the state directory (chmod 700 it, 600 its files)", entry, mode, exc.strerror)
+            continue
+        changed.append(f"{entry.name} {mode:o}->{wanted:o}")
+    if changed:
+        log.warning("state directory %s was readable by others; tightened %s (state holds task data from "
+                    "private projects: the directory is 0700, its files 0600)", directory, ", ".join(changed))
+    return changed
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it does not exist (so that SQLite, which gives its
+    ``-wal``/``-shm`` files the database's mode, never makes a world-readable one)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise state_error(exc, path, "cannot create") from None
+    os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# OSError -> one line
+
+
+def state_error(exc: OSError, path: str | Path, action: str, *, intact: str = "") -> StateError:
+    """One line for a failed state-file operation: what failed, why, and what to do.
+
+    ``intact``: what is known to be unharmed (e.g. "the previous ledger is intact")."""
+    path = Path(getattr(exc, "filename", None) or path)
+    reason = exc.strerror or str(exc)
+    code = exc.errno
+    directory = path.parent
+    if code == errno.EROFS:
+        hint = (f"the state directory {directory} is on a read-only filesystem; remount it read-write or "
+                "point state_dir at a writable directory")
+    elif code in (errno.ENOSPC, errno.EDQUOT):
+        hint = f"the disk (or quota) holding {directory} is full; free some space, then run again"
+    elif code in (errno.EACCES, errno.EPERM):
+        hint = (f"this user may not write there; make the bot's user own {directory} "
+                "(chmod 700 the directory, 600 its files)")
+    elif code == errno.ENOENT:
+        hint = (f"the state directory {directory} disappeared while clinicbot was using it; restore it from "
+                "your backup before the next run (a new, empty one would make every open finding fire again)")
+    elif code == errno.ENOTDIR:
+        hint = f"{directory} is not a directory; fix state_dir in the config"
+    else:
+        hint = "check the state directory and its disk"
+    tail = f" ({intact})" if intact else ""
+    return StateError(str(path), f"{action}: {reason}; {hint}{tail}")

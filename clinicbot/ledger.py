@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,6 +40,9 @@ from tinydb import Query, TinyDB
 from tinydb.storages import MemoryStorage, Storage
 
 from clinicbot.errors import LockHeldError, StateError
+from clinicbot.fileio import PRIVATE_FILE_MODE, private_dir, state_error
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 LEDGER_FILE = "ledger.json"
@@ -75,13 +80,18 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, *, durable: bool = True, intact: str = "") -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, whole.
 
     ``durable``: fsync the file before the rename and the directory after it, so the new
-    content survives a power cut once this returns."""
+    content survives a power cut once this returns. The file is 0600 (state is private).
+    An OSError (read-only filesystem, full disk, directory removed) becomes one StateError
+    naming the file; ``intact`` says what is unharmed, for that message."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    except OSError as exc:
+        raise state_error(exc, path, "cannot write", intact=intact) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -89,11 +99,13 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
             if durable:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             tmp.unlink()
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise state_error(exc, path, "cannot write", intact=intact) from None
         raise
     if durable:
         _fsync_dir(path.parent)
@@ -138,7 +150,7 @@ class AtomicJSONStorage(Storage):
         text = json.dumps(self._data, separators=(",", ":"))
         raw = text.encode("utf-8")
         try:
-            atomic_write(self.path, raw)
+            atomic_write(self.path, raw, intact=f"{self.path.name} still holds the previous run's state")
         except BaseException:
             # Memory must not claim what the disk does not hold: forget the failed change(s).
             self._data = None if self._durable is None else json.loads(self._durable)
@@ -149,7 +161,8 @@ class AtomicJSONStorage(Storage):
         # complete ledger, at most one write behind if we crash between the two. It is not
         # fsync'ed (half the cost of a write): the main file is the durable one, the .bak is
         # the copy to restore from when something outside clinicbot damaged it.
-        atomic_write(self.backup, raw, durable=False)
+        atomic_write(self.backup, raw, durable=False,
+                     intact=f"{self.path.name} was written; only its backup is one write behind")
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -167,27 +180,129 @@ class AtomicJSONStorage(Storage):
 
 
 def load_json_text(path: Path) -> str | None:
-    """Read and validate a ledger file; None when it does not exist. Corrupt -> StateError."""
+    """Read and validate a ledger file; None when it does not exist. Corrupt -> StateError.
+
+    Valid means: JSON, an object of tables, and every record of the known tables with the
+    types clinicbot relies on (a hand edit that put a number where a time goes is caught here,
+    naming the record, not later as a traceback)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateError(str(path), f"cannot read the ledger: {exc.strerror}; check the state directory's permissions") from None
-    problem = None
+        raise state_error(exc, path, "cannot read the ledger") from None
+    text, problem = _check_ledger_bytes(raw)
+    if problem:
+        raise StateError(str(path), f"ledger file is corrupt or truncated: {problem}; {_repair_hint(path)}")
+    return text
+
+
+def _check_ledger_bytes(raw: bytes) -> tuple[str, str | None]:
+    """(text, problem or None)."""
     try:
         text = raw.decode("utf-8")
         data = json.loads(text)
-        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-            problem = "not a ledger (expected a JSON object of tables)"
     except (UnicodeDecodeError, ValueError) as exc:
-        problem = "empty file" if not raw.strip() else f"invalid JSON ({type(exc).__name__} at byte {getattr(exc, 'pos', '?')} of {len(raw)})"
+        return "", ("empty file" if not raw.strip()
+                    else f"invalid JSON ({type(exc).__name__} at byte {getattr(exc, 'pos', '?')} of {len(raw)})")
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        return text, "not a ledger (expected a JSON object of tables)"
+    return text, validate_tables(data)
+
+
+def _repair_hint(path: Path) -> str:
+    """What to do about a bad ledger: restore the backup only if the backup is itself good."""
+    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    fresh = (f"move {path.name} (and {backup.name}) out of the state directory to start an empty ledger "
+             "(every open finding fires again), or restore one from your own backups")
+    try:
+        raw = backup.read_bytes()
+    except FileNotFoundError:
+        return f"no backup exists; {fresh}"
+    except OSError as exc:
+        return f"its backup {backup} cannot be read either ({exc.strerror}); {fresh}"
+    _, problem = _check_ledger_bytes(raw)
     if problem:
-        backup = path.with_name(path.name + BACKUP_SUFFIX)
-        hint = (f"restore the last good copy with `cp {backup} {path}`" if backup.exists()
-                else f"no backup exists; move {path} away to start an empty ledger (everything open fires again)")
-        raise StateError(str(path), f"ledger file is corrupt or truncated: {problem}; {hint}")
-    return text
+        return f"its backup {backup.name} is bad too ({problem}), do not restore it; {fresh}"
+    return f"restore the last good copy with `cp {backup} {path}`"
+
+
+# What each table's records must hold: field -> (kind, required). Kinds: str, int, bool, time
+# (an ISO 8601 string), list, and "?" for "or null". Fields a migration adds may be missing.
+_SHAPES: dict[str, dict[str, tuple[str, bool]]] = {
+    "records": {"key": ("str", True), "check_slug": ("str", True), "task_id": ("int?", False),
+                "task_phid": ("str?", False), "episode": ("int", False), "created_at": ("time", True),
+                "last_seen_at": ("time?", False), "handled_at": ("time?", False), "times_handled": ("int", False),
+                "outcomes": ("list?", False), "escalations": ("list?", False), "cleared_at": ("time?", False),
+                "is_deleted": ("bool?", False), "project_phids": ("list?", False), "summary": ("str", False),
+                "severity": ("str", False)},
+    "intents": {"key": ("str", True), "handler": ("str", True), "task_phid": ("str?", False),
+                "task": ("str?", False), "text_hash": ("str", False), "at": ("time", True),
+                "wall_at": ("time?", False), "status": ("str", False), "refs": ("list?", False),
+                "text": ("str", False), "resolved_at": ("time?", False)},
+    "delivered": {"key": ("str", True), "at": ("time", True)},
+    "snoozes": {"target": ("str", True), "until": ("time", True), "at": ("time", True), "reason": ("str", False)},
+    "notices": {"key": ("str", True), "at": ("time", True)},
+}
+_KIND_NAMES = {"str": "a string", "int": "a whole number", "bool": "true or false", "list": "a list",
+               "time": "an ISO 8601 time"}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if kind.endswith("?"):
+        if value is None:
+            return True
+        kind = kind[:-1]
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "list":
+        return isinstance(value, list)
+    if kind == "time":
+        if not isinstance(value, str):
+            return False
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return False
+        return True
+    raise AssertionError(kind)
+
+
+def validate_tables(tables: Mapping[str, Any]) -> str | None:
+    """The first record of a known table with a missing or wrongly typed field, as one phrase."""
+    for doc_id, doc in (tables.get("_meta") or {}).items():
+        version = doc.get("schema_version") if isinstance(doc, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool):
+            return f"table '_meta', record {doc_id}: field 'schema_version' should be a whole number"
+    for table, shape in _SHAPES.items():
+        docs = tables.get(table) or {}
+        for doc_id, doc in docs.items():
+            where = f"table '{table}', record {doc_id}"
+            if not str(doc_id).isdigit():
+                return f"{where}: the record id is not a number"
+            if not isinstance(doc, dict):
+                return f"{where}: not an object"
+            for name, (kind, required) in shape.items():
+                if name not in doc:
+                    if required:
+                        return f"{where}: field '{name}' is missing"
+                    continue
+                if not _fits(doc[name], kind):
+                    expected = _KIND_NAMES[kind.rstrip("?")] + (" or null" if kind.endswith("?") else "")
+                    return f"{where}: field '{name}' should be {expected}, not {json.dumps(doc[name])[:40]}"
+            if table == "records":
+                for sub in ("outcomes",):
+                    if any(not isinstance(o, dict) for o in doc.get(sub) or []):
+                        return f"{where}: field '{sub}' should be a list of objects"
+                if any(not isinstance(i, int) or isinstance(i, bool) for i in doc.get("escalations") or []):
+                    return f"{where}: field 'escalations' should be a list of whole numbers"
+                if any(not isinstance(p, str) for p in doc.get("project_phids") or []):
+                    return f"{where}: field 'project_phids' should be a list of strings"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,38 +320,88 @@ class StateLock:
     by the kernel when the process dies (even by SIGKILL), so a stale lock cannot block forever.
     Re-entrant within one thread (sync and ledger may both take it in one run); another thread
     of the same process is refused like another process would be.
+
+    ``acquire(wait=seconds)`` waits up to that long for the holder to finish (scheduled jobs:
+    several timers fire at 09:00, and none may be lost); ``wait=0`` (interactive commands) is
+    refused at once. Taking the lock also creates the state directory 0700, or tightens it.
     """
+
+    POLL = 0.25  # seconds between attempts while waiting
 
     def __init__(self, state_dir: str | Path):
         self.dir = Path(state_dir)
         self.path = self.dir / LOCK_FILE
-        self._key = str(self.path.resolve()) if self.dir.exists() else str(self.path.absolute())
+        self._key = str(self.path.resolve())  # resolve() also works for a directory not yet made
         self.acquired = False
 
-    def acquire(self) -> "StateLock":
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._key = str(self.path.resolve())
+    def acquire(self, wait: float = 0.0) -> "StateLock":
+        deadline = time.monotonic() + max(wait, 0.0)
+        waiting = False
+        while True:
+            try:
+                return self._try_acquire()
+            except LockHeldError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if not wait:
+                        raise
+                    holder = getattr(exc, "holder", "")
+                    raise _held_error(exc.path, exc.pid, (f"{holder}; " if holder else "")
+                                      + f"still held after waiting {wait:g} s, see schedule.lock_wait_seconds") from None
+                if not waiting:
+                    log.warning("%s; waiting up to %g s for it", exc, wait)
+                    waiting = True
+                time.sleep(min(self.POLL, left))
+
+    @staticmethod
+    def held(state_dir: str | Path) -> bool:
+        """Whether this process holds the lock on ``state_dir`` (in any thread)."""
+        key = str((Path(state_dir) / LOCK_FILE).resolve())
+        with _held_lock:
+            return key in _held
+
+    def _try_acquire(self) -> "StateLock":
         me = threading.get_ident()
         with _held_lock:
             held = _held.get(self._key)
             if held is not None:
                 if held[0] != me:
-                    raise LockHeldError(str(self.path), os.getpid(), "another job in this process")
+                    raise _held_error(str(self.path), os.getpid(), "another job in this process")
+                if not self.dir.is_dir():  # removed while we held it: never recreate it empty
+                    private_dir(self.dir, create=False)
                 _held[self._key] = (me, held[1] + 1, held[2])
                 self.acquired = True
                 return self
-            fh = open(self.path, "a+")
+        private_dir(self.dir)
+        self._key = str(self.path.resolve())
+        with _held_lock:
+            held = _held.get(self._key)
+            if held is not None:  # the key was not resolved before (the directory did not exist)
+                if held[0] != me:
+                    raise _held_error(str(self.path), os.getpid(), "another job in this process")
+                _held[self._key] = (me, held[1] + 1, held[2])
+                self.acquired = True
+                return self
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+            except OSError as exc:
+                raise state_error(exc, self.path, "cannot take the state lock") from None
+            fh = os.fdopen(fd, "r+")
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 fh.seek(0)
                 pid, holder = _parse_holder(fh.read())
                 fh.close()
-                raise LockHeldError(str(self.path), pid, holder) from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{os.getpid()} {socket.gethostname()}\n")
-            fh.flush()
+                raise _held_error(str(self.path), pid, holder) from None
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"{os.getpid()} {socket.gethostname()}\n")
+                fh.flush()
+            except OSError as exc:
+                fh.close()
+                raise state_error(exc, self.path, "cannot take the state lock") from None
             _held[self._key] = (me, 1, fh)
         self.acquired = True
         return self
@@ -264,6 +429,12 @@ class StateLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _held_error(path: str, pid: int | None, holder: str) -> LockHeldError:
+    err = LockHeldError(path, pid, holder)
+    err.holder = holder  # type: ignore[attr-defined]  # for the "still held after waiting" message
+    return err
 
 
 def _parse_holder(text: str) -> tuple[int | None, str]:

@@ -9,8 +9,9 @@ Tables:
   next agenda can flag what is carried over.
 * ``reports``  — when a report was last delivered (the digest's "since the last digest").
 
-Writes are atomic (temporary file + ``os.replace``): a crash leaves the old file or the new
-one, never half of one. A corrupt file is a :class:`StateError` naming it, not a traceback.
+Writes are atomic (temporary file + fsync + ``os.replace``): a crash, a full disk or a read-only
+directory leaves the old file whole. The file is 0600 in the 0700 state directory. A corrupt
+file, or a failed read or write, is a :class:`StateError` naming it, not a traceback.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
 from clinicbot.errors import StateError
+from clinicbot.fileio import private_dir, state_error
 
 FILENAME = "metrics.json"
 
@@ -42,7 +44,9 @@ class AtomicJSONStorage(Storage):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateError(str(self.path), f"cannot read: {exc.strerror}") from None
+            raise state_error(exc, self.path, "cannot read the metrics history") from None
+        except UnicodeDecodeError:
+            raise StateError(str(self.path), "not UTF-8 text; move it aside to start a new metrics history") from None
         if not text.strip():
             return None
         try:
@@ -54,19 +58,27 @@ class AtomicJSONStorage(Storage):
         return data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        from clinicbot.ledger import StateLock
+
+        # Never recreate a state directory removed mid-run (the lock's holder made it).
+        private_dir(self.path.parent, create=not StateLock.held(self.path.parent))
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)  # 0600
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, sort_keys=True)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        except BaseException as exc:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+            if isinstance(exc, OSError):
+                raise state_error(exc, self.path, "cannot write the metrics history",
+                                  intact=f"{self.path.name} still holds the previous history") from None
             raise
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ The schedule comes from the config's ``schedule:`` section, in the team's timezo
     schedule:
       timezone: Europe/Berlin          # default: team.timezone, else the rotation's, else UTC
       misfire_grace_seconds: 21600     # a job late by more than this is skipped, not run late
+      lock_wait_seconds: 300           # how long a job waits for another run's state lock
       jobs:
         checks: "0 9-16 * * mon-fri"   # a crontab line (5 fields; weekday 0 or 7 = Sunday, as in cron)
         digest: {cron: "0 9 * * mon-fri", misfire_grace_seconds: 7200}
@@ -27,7 +28,13 @@ Why these APScheduler settings:
   oversleep by however long the laptop was closed.
 * SIGTERM/SIGINT: the running job finishes, queued ones are dropped, the process exits 0.
 * After a restart a job whose most recent scheduled time fell inside the grace window while
-  the process was down runs once (APScheduler keeps its jobs in memory and would not know).
+  the process was down runs once (APScheduler keeps its jobs in memory and would not know),
+  and so does one whose run at that time started but never finished (killed mid-run): the
+  run history (``runs`` in the cache) tells.
+* The lock is *waited for*, up to ``schedule.lock_wait_seconds`` (default 300): timers and
+  crontab lines start several ``serve --once`` jobs at 09:00, and a job refused by the lock
+  would be lost for the day. ``serve`` waits the same at start (a one-shot job may be finishing
+  when systemd starts it); interactive commands are refused at once.
 
 Each job calls exactly the function its CLI command calls (:data:`JOB_TARGETS`); wiring a new
 one is one line there.
@@ -55,13 +62,14 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from clinicbot.config import WEEKDAYS, Config
-from clinicbot.errors import ClinicbotError, EXIT_FAILURE, EXIT_OK
+from clinicbot.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ClinicbotError
 from clinicbot.sync import CacheStore, SyncSettings, cache_path
 
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0  # seconds; see the module docstring (suspend)
 DEFAULT_GRACE = 6 * 3600
+DEFAULT_LOCK_WAIT = 300  # seconds a scheduled job waits for the state lock
 
 # job name -> "module:function[?keyword=value]" — the function the job's CLI command calls
 # (`clinicbot sync`, `check`, `digest`, `agenda`, `metrics`, `check --only rotation-notice`).
@@ -103,6 +111,7 @@ class Schedule:
     timezone: tzinfo
     jobs: dict[str, JobPlan]
     sync: SyncSettings = field(default_factory=SyncSettings)
+    lock_wait: float = DEFAULT_LOCK_WAIT
 
     def trigger(self, name: str) -> CronTrigger:
         return CronTrigger(timezone=self.timezone, **self.jobs[name].fields)
@@ -247,13 +256,16 @@ def default_jobs(config: Config, grace: int) -> dict[str, JobPlan]:
 
 def parse_schedule(config: Config) -> Schedule:
     raw = config.section("schedule")
-    known = {"timezone", "misfire_grace_seconds", "jobs", "sync"}
+    known = {"timezone", "misfire_grace_seconds", "lock_wait_seconds", "jobs", "sync"}
     for key in raw:
         if key not in known:
             raise config.error(f"schedule.{key}", f"unknown key; known keys: {', '.join(sorted(known))}")
     grace = raw.get("misfire_grace_seconds", DEFAULT_GRACE)
     if isinstance(grace, bool) or not isinstance(grace, int) or grace < 1:
         raise config.error("schedule.misfire_grace_seconds", "must be a whole number of seconds, at least 1")
+    lock_wait = raw.get("lock_wait_seconds", DEFAULT_LOCK_WAIT)
+    if isinstance(lock_wait, bool) or not isinstance(lock_wait, (int, float)) or not 0 <= lock_wait <= 86400:
+        raise config.error("schedule.lock_wait_seconds", "must be a number of seconds from 0 (do not wait) to 86400")
     jobs = default_jobs(config, grace)
     given = raw.get("jobs") or {}
     if not isinstance(given, dict):
@@ -262,7 +274,8 @@ def parse_schedule(config: Config) -> Schedule:
         if name not in jobs:
             raise config.error(f"schedule.jobs.{name}", f"unknown job; jobs are: {', '.join(JOB_TARGETS)}")
         jobs[name] = _parse_job_value(name, value, jobs[name], config)
-    return Schedule(timezone=team_timezone(config), jobs=jobs, sync=SyncSettings.from_config(config))
+    return Schedule(timezone=team_timezone(config), jobs=jobs, sync=SyncSettings.from_config(config),
+                    lock_wait=float(lock_wait))
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,7 +374,11 @@ class JobRunner:
         started = self.clock()
         mono = time.monotonic()
         calls0, attempts0 = self._stats()
-        run_id = self._record_start(name, started)
+        try:
+            run_id = self._record_start(name, started)
+        except ClinicbotError as exc:  # the state directory is unusable: the job could not record anything
+            log.error("job %s not run: %s", name, exc, extra=extra)
+            return JobOutcome(name, "failed", exc.exit_code, detail=str(exc))
         outcome, code, detail, result = "ok", EXIT_OK, "", None
         try:
             result = fn(self.app, apply=self.apply)
@@ -369,13 +386,21 @@ class JobRunner:
         except ClinicbotError as exc:
             outcome, code, detail = "failed", exc.exit_code, str(exc)
             log.error("job %s failed: %s", name, exc, extra=extra)
+        except OSError as exc:  # a file the job could not read or write: one line, no traceback
+            outcome, code, detail = "failed", EXIT_CONFIG, _os_error_line(exc)
+            log.error("job %s failed: %s", name, detail, extra=extra)
         except Exception as exc:  # a bug in one job must not stop the others
             outcome, code, detail = "failed", EXIT_FAILURE, f"{type(exc).__name__}: {exc}"
             log.exception("job %s failed: %s", name, detail, extra=extra)
         seconds = time.monotonic() - mono
         calls1, attempts1 = self._stats()
-        self._record_end(run_id, started + timedelta(seconds=seconds), outcome, calls1 - calls0,
-                         attempts1 - attempts0, detail)
+        try:
+            self._record_end(run_id, started + timedelta(seconds=seconds), outcome, calls1 - calls0,
+                             attempts1 - attempts0, detail)
+        except ClinicbotError as exc:
+            log.error("job %s: %s", name, exc, extra=extra)
+            if outcome != "failed":
+                outcome, code, detail = "failed", exc.exit_code, str(exc)
         if outcome in ("ok", "partial"):
             log.info("job %s: %s in %.1f s, %d Conduit call(s)%s", name, outcome, seconds, calls1 - calls0,
                      f" ({detail})" if detail and not detail.startswith("sync ") else "", extra=extra)
@@ -383,13 +408,12 @@ class JobRunner:
 
     # -- the run history (in the cache DB; see sync.CacheStore) ----------------------------
     def _store(self) -> CacheStore | None:
+        """The run history's store. A damaged cache is rebuilt on open (CacheStore); what is left
+        to raise is a StateError about the state directory itself (read-only, full, removed),
+        which stops the job: its own writes would fail the same way."""
         if not self.record:
             return None
-        try:
-            return CacheStore(cache_path(self.app.config()))
-        except Exception as exc:  # a broken history must not stop the bot doing its work
-            log.warning("run history unavailable: %s", exc)
-            return None
+        return CacheStore(cache_path(self.app.config()))
 
     def _record_start(self, name: str, started: datetime) -> int | None:
         store = self._store()
@@ -410,6 +434,11 @@ class JobRunner:
         with store:
             store.run_finished(run_id, finished=finished.timestamp(), outcome=outcome, calls=calls,
                                attempts=attempts, detail=detail)
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,17 +536,24 @@ def add_jobs(scheduler: BaseScheduler, schedule: Schedule, runner: JobRunner, *,
     return added
 
 
-def catch_up(scheduler: BaseScheduler, schedule: Schedule, last_started: Mapping[str, float], now: datetime) -> list[str]:
-    """Jobs whose latest scheduled time (within grace) passed while no process ran them: due now.
+def catch_up(scheduler: BaseScheduler, schedule: Schedule, last_started: Mapping[str, float], now: datetime,
+             last_finished: Mapping[str, float] | None = None) -> list[str]:
+    """Jobs due now after a (re)start: those whose latest scheduled time (within grace) passed
+    with no *completed* run since — the process was down, or killed while the job ran.
 
-    Jobs never run before (a new deployment) are not caught up: the first start should not
-    fire a burst of digests and agendas.
+    ``last_started``: each job's latest run, finished or not (a job never run before — a new
+    deployment — is not caught up: the first start should not fire a burst of digests and
+    agendas). ``last_finished``: the start of each job's latest run that finished (any outcome);
+    a run killed mid-way never finished, so its slot is run again. Without it, any start counts.
     """
+    done = last_started if last_finished is None else last_finished
     due = []
     for job in scheduler.get_jobs():
         prev = schedule.previous_run(job.id, now)
-        last = last_started.get(job.id)
-        if prev is None or last is None or last >= prev.timestamp():
+        if prev is None or job.id not in last_started:
+            continue
+        last = done.get(job.id)
+        if last is not None and last >= prev.timestamp():
             continue
         job.modify(next_run_time=prev)
         due.append(job.id)
@@ -567,7 +603,8 @@ def serve(app: Any, *, apply: bool, run_now: list[str] | None = None, hold: Call
         try:
             with CacheStore(cache_path(config)) as store:
                 last = {job: row["started"] for job, row in store.last_runs().items()}
-            catch_up(scheduler, schedule, last, now.astimezone(schedule.timezone))
+                finished = store.last_finished()
+            catch_up(scheduler, schedule, last, now.astimezone(schedule.timezone), finished)
             for name in run_now or []:
                 if scheduler.get_job(name) is not None:
                     scheduler.modify_job(name, next_run_time=now.astimezone(schedule.timezone))

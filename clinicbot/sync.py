@@ -294,8 +294,109 @@ def journal_mode(directory: Path) -> str:
     return "DELETE" if filesystem_type(directory) in NETWORK_FILESYSTEMS else "WAL"
 
 
+# SQLite result codes (sqlite3.Error.sqlite_errorcode & 0xff) and what they mean for the cache.
+_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 8, 10, 11, 13, 14, 26
+_SQLITE_READONLY_DBMOVED = 1032
+DAMAGED = (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+
+
+def cache_error(exc: sqlite3.Error, path: Path, action: str = "cache") -> StateError:
+    """One line for an SQLite failure on the cache: the file, what happened, what to do.
+
+    The StateError carries ``sqlite_code`` (the primary result code) so the opener can tell a
+    damaged file (moved aside and rebuilt) from a full disk or a read-only directory (stop)."""
+    full = getattr(exc, "sqlite_errorcode", None) or 0
+    code = full & 0xFF
+    reason = str(exc)
+    directory = path.parent
+    if full == _SQLITE_READONLY_DBMOVED or (code == _SQLITE_CANTOPEN and not directory.exists()):
+        hint = (f"the state directory {directory} was removed or moved while clinicbot was using it; restore it "
+                "from your backup before the next run (a new, empty one would make every open finding fire again)")
+    elif code == _SQLITE_FULL:
+        hint = f"the disk (or quota) holding {directory} is full; free some space, then run again"
+    elif code in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
+        hint = (f"{directory} is not writable (a read-only filesystem, or owned by another user); remount it "
+                "read-write or make the bot's user own it (chmod 700 the directory, 600 its files)")
+    elif code in DAMAGED:
+        hint = "the cache file is damaged; `clinicbot sync --full` rebuilds it (it is only a cache)"
+    elif code == _SQLITE_IOERR:
+        hint = f"an I/O error on the disk holding {directory} (full, removed, or failing); check it, then run again"
+    else:
+        hint = "check the state directory and its disk; `clinicbot sync --full` rebuilds the cache"
+    err = StateError(str(path), f"{action}: {reason}; {hint}")
+    err.sqlite_code = code  # type: ignore[attr-defined]
+    return err
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose SQLite errors are StateErrors naming the cache file (see cache_error)."""
+
+    def _fail(self, exc: sqlite3.Error) -> StateError:
+        return cache_error(exc, self.connection.path)  # type: ignore[attr-defined]
+
+    def execute(self, *args: Any) -> "_Cursor":
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def executemany(self, *args: Any) -> "_Cursor":
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def executescript(self, *args: Any) -> "_Cursor":
+        try:
+            return super().executescript(*args)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+
+class _Connection(sqlite3.Connection):
+    path: Path
+
+    def cursor(self, factory: Any = _Cursor) -> Any:
+        return super().cursor(factory)
+
+    # Connection.execute() makes its cursor in C, not through cursor(): route it.
+    def execute(self, *args: Any) -> Any:
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args: Any) -> Any:
+        return self.cursor().executemany(*args)
+
+    def executescript(self, *args: Any) -> Any:
+        return self.cursor().executescript(*args)
+
+
 class CacheStore:
-    """The cache database. One connection per instance; open it where you use it."""
+    """The cache database. One connection per instance; open it where you use it.
+
+    Every SQLite failure is a :class:`StateError` naming the file (a full disk, a read-only or
+    removed state directory): one line, exit 2. A *damaged* cache is different: it is only a
+    cache, so opening it for writing checks it (``PRAGMA quick_check``, and the row counts the
+    last completed sync recorded) and rebuilds it with a warning (``rebuilt_reason``); a damaged
+    file that SQLite cannot even open is moved aside first, for a post-mortem.
+    """
 
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
@@ -305,30 +406,53 @@ class CacheStore:
                 raise StateError(str(self.path), "no cache yet; run `clinicbot sync` first")
             self.conn = self._connect(f"file:{self.path}?mode=ro", uri=True)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        existed = self.path.exists()
+        from clinicbot.fileio import create_private_file, private_dir
+        from clinicbot.ledger import StateLock
+
+        # Under the state lock the directory exists (the lock made it): if it is gone now, it was
+        # removed mid-run, and recreating it empty would quietly start a new state.
+        private_dir(self.path.parent, create=not StateLock.held(self.path.parent))
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        create_private_file(self.path)  # 0600; SQLite gives -wal/-shm the database file's mode
         mode = journal_mode(self.path.parent)
+        problem = None
         try:
             self.conn = self._connect(str(self.path))
             self.conn.execute(f"PRAGMA journal_mode={mode}")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            # It is a cache: a corrupt file is moved aside (for a post-mortem) and rebuilt.
+            if version == SCHEMA_VERSION:
+                problem = self._damage()
+        except StateError as exc:
+            if getattr(exc, "sqlite_code", None) not in DAMAGED:
+                raise  # a full disk or a read-only directory is not a damaged cache: stop, touch nothing
+            problem = str(exc)
+        if problem:
+            # It is a cache: a damaged file is moved aside (for a post-mortem) and rebuilt.
+            self.conn.close()
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.warning("cache %s is unreadable (%s); moved to %s and rebuilding", self.path, exc, aside.name)
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.path) + suffix)
-                if src.exists():
-                    os.replace(src, Path(str(aside) + suffix))
-            existed = False
+            log.warning("cache %s is damaged (%s); moved to %s and rebuilding it with a full sync",
+                        self.path, problem, aside.name)
+            try:
+                for suffix in ("", "-wal", "-shm"):
+                    src = Path(str(self.path) + suffix)
+                    if src.exists():
+                        os.replace(src, Path(str(aside) + suffix))
+            except OSError as exc:
+                from clinicbot.fileio import state_error
+
+                raise state_error(exc, self.path, "cannot move the damaged cache aside") from None
+            create_private_file(self.path)
             self.conn = self._connect(str(self.path))
             self.conn.execute(f"PRAGMA journal_mode={mode}")
             version = 0
+            self.rebuilt_reason = "the cache was damaged"
         # NORMAL is durable across a crash of this process in WAL mode; only a power cut can
         # drop the last commits, and then the mark and the data roll back together.
         self.conn.execute("PRAGMA synchronous=NORMAL")
         if version != SCHEMA_VERSION:
-            if existed and version:
+            if self.rebuilt_reason:
+                pass
+            elif existed and version:
                 self.rebuilt_reason = f"cache schema version {version}, this clinicbot uses {SCHEMA_VERSION}"
             elif existed:
                 self.rebuilt_reason = "cache has no schema version"
@@ -342,12 +466,45 @@ class CacheStore:
         else:
             self.conn.executescript(_DDL)  # the runs table may be new
 
+    def _damage(self) -> str | None:
+        """Why this (current-schema) cache cannot be trusted, or None.
+
+        ``quick_check`` finds damaged pages; the row check finds rows lost without damaged
+        pages (a cache that silently lost tasks gave 16 findings instead of 55 until a full sync)."""
+        rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            return f"integrity check: {rows[0][0] if rows else 'no answer'}"
+        if not self._has_table("meta") or not self._has_table("tasks") or not self._has_table("timelines"):
+            return None
+        expected = self.get("rows")
+        if expected is not None and json.loads(expected) != self.row_check():
+            return "its rows differ from what the last completed sync recorded"
+        return None
+
+    def _has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (name,)).fetchone() is not None
+
+    def row_check(self) -> list[float]:
+        """Counts and sums of the tasks and timelines: recorded at the end of every completed sync
+        (meta ``rows``), compared when the cache is opened."""
+        t = self.conn.execute("SELECT COUNT(*), TOTAL(id), TOTAL(modified) FROM tasks").fetchone()
+        h = self.conn.execute("SELECT COUNT(*), TOTAL(task_modified) FROM timelines").fetchone()
+        return [float(x) for x in (*t, *h)]
+
     @staticmethod
     def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
         # check_same_thread=False: the scheduler opens stores in its worker thread and hands
         # nothing across threads, but status helpers may be called from either.
-        return sqlite3.connect(target, timeout=30, isolation_level=None, uri=uri, check_same_thread=False)
+        path = Path(target[5:].partition("?")[0]) if uri else Path(target)
+        try:
+            conn = sqlite3.connect(target, timeout=30, isolation_level=None, uri=uri, check_same_thread=False,
+                                   factory=_Connection)
+        except sqlite3.Error as exc:
+            raise cache_error(exc, path) from None
+        conn.path = path
+        return conn
 
     def close(self) -> None:
         self.conn.close()
@@ -364,7 +521,11 @@ class CacheStore:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                try:
+                    self.conn.execute("ROLLBACK")
+                except StateError:
+                    pass
             raise
         self.conn.execute("COMMIT")
 
@@ -446,6 +607,12 @@ class CacheStore:
             "WHERE id = (SELECT MAX(id) FROM runs WHERE job = r.job)").fetchall()
         keys = ("job", "started", "finished", "outcome", "duration", "calls", "attempts", "detail", "pid")
         return {row[0]: dict(zip(keys, row)) for row in rows}
+
+    def last_finished(self) -> dict[str, float]:
+        """Each job's latest start among runs that finished (any outcome): a run killed mid-way
+        has no ``finished`` and does not count (serve runs its slot again at start)."""
+        rows = self.conn.execute("SELECT job, MAX(started) FROM runs WHERE finished IS NOT NULL GROUP BY job")
+        return {job: started for job, started in rows}
 
     def last_success(self, job: str) -> float | None:
         row = self.conn.execute("SELECT MAX(started) FROM runs WHERE job = ? AND outcome = 'ok'", (job,)).fetchone()
@@ -588,8 +755,10 @@ def sync(
             structure = store.structure()  # type: ignore[assignment]
             assert structure is not None
 
-        if plan.mode == "full":
-            with store.transaction() as conn:
+        with store.transaction() as conn:
+            # The row check is only true between syncs: it goes now, and comes back at the end.
+            conn.execute("DELETE FROM meta WHERE key = 'rows'")
+            if plan.mode == "full":
                 conn.execute("DELETE FROM tasks")
                 conn.execute("DELETE FROM timelines")
                 # Until this full sync completes the cache is partial: the next run must not
@@ -640,6 +809,7 @@ def sync(
             # Only now, with every page and history stored, does the mark move.
             store.put("high_water", str(newest))
             result.tasks_total = store.task_count()
+            store.put("rows", json.dumps(store.row_check()))
             # The end time from a monotonic clock: core code does not read the wall clock.
             result.finished = now + timedelta(seconds=time.monotonic() - clock)
             store.put("last_sync", json.dumps({"mode": plan.mode, "started": started_epoch,
@@ -746,6 +916,10 @@ def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only
         mark = store.high_water()
         if structure is None or mark is None:
             raise StateError(str(path), "no completed sync in the cache; run `clinicbot sync`")
+        rows = store.get("rows")
+        if rows is not None and json.loads(rows) != store.row_check():
+            raise StateError(str(path), "the cache is damaged (its rows differ from what the last completed sync "
+                                        "recorded); the next `clinicbot sync` rebuilds it")
         statuses = {s.value: s for s in structure.statuses}
         proxies = structure.proxies()
         wanted = set(roles) if roles is not None else None

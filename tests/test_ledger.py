@@ -69,7 +69,7 @@ def test_failed_replace_leaves_old_file_valid(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr(os, "replace", boom)
-        with pytest.raises(OSError):
+        with pytest.raises(StateError, match="No space left on device.*ledger.json still holds"):
             book.start_episode(finding(task_id=99), NOW)
         monkeypatch.undo()
         assert book.open_record("untriaged:T99") is None  # memory agrees with the disk

@@ -40,7 +40,8 @@ def config_path(sandbox, tmp_path) -> Path:
     raw = yaml.safe_load(path.read_text())
     # Only the sync job, and not before an hour from now: the test starts it with --run-now.
     raw["schedule"] = {"jobs": {"sync": {"minute": "*/59"}, "checks": False, "digest": False, "agenda": False,
-                                "metrics": False, "rotation": False}}
+                                "metrics": False, "rotation": False},
+                       "lock_wait_seconds": 1}  # a second serve waits this long for the lock, then is refused
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -111,6 +112,7 @@ def test_sigterm_during_a_job_finishes_it_exits_0_and_a_restart_resumes(config_p
         second = subprocess.run([sys.executable, "-m", "clinicbot.cli", "--config", str(config_path), "serve"],
                                 capture_output=True, text=True, timeout=60)
         assert second.returncode == EXIT_CONFIG and f"locked by process {proc.pid}" in second.stderr
+        assert "still held after waiting 1 s" in second.stderr and "Traceback" not in second.stderr
         code, err = stop(proc)
     finally:
         if proc.poll() is None:
