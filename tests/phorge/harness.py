@@ -402,6 +402,8 @@ def main(argv: list[str]) -> int:
         print(usage, file=sys.stderr)
         return 2
     lay = Layout()
+    # The daemons live in /usr/sbin, which a CI user's PATH may lack.
+    os.environ["PATH"] = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
     try:
         if argv[0] in {"start", "stop"}:
             with exclusive(lay):
@@ -417,6 +419,12 @@ def main(argv: list[str]) -> int:
         return 2
     except OSError as exc:  # e.g. Conduit unreachable while seeding
         print(f"phorge harness: {exc} (logs in {lay.logs})", file=sys.stderr)
+        return 2
+    except Exception as exc:  # one line; CLINICBOT_PHORGE_DEBUG=1 shows the traceback
+        if os.environ.get("CLINICBOT_PHORGE_DEBUG"):
+            raise
+        print(f"phorge harness: unexpected {type(exc).__name__}: {exc} (logs in {lay.logs}; "
+              "CLINICBOT_PHORGE_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2
     return 0
 
