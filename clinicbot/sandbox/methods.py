@@ -76,7 +76,7 @@ def conduit_query(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 def user_whoami(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     u = ctx.user
     return {"phid": u.phid, "userName": u.username, "realName": u.real_name, "image": render.avatar(ctx, u),
-            "uri": f"{ctx.store.base_uri}p/{u.username}/", "roles": u.roles(), "primaryEmail": u.email}
+            "uri": f"{ctx.store.base_uri}p/{u.username}/", "roles": u.whoami_roles(), "primaryEmail": u.email}
 
 
 # -- searches --------------------------------------------------------------------------
