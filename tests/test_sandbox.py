@@ -102,7 +102,7 @@ def test_envelope_headers_and_keep_alive(shared):
 def test_default_token_is_the_bot_and_other_tokens_act_as_their_user(scenario):
     with Sandbox(scenario=scenario) as sb:
         me = Client(sb)("user.whoami")
-        assert sb.token == DEFAULT_TOKEN and me["userName"] == "clinicbot" and "bot" in me["roles"]
+        assert sb.token == DEFAULT_TOKEN and me["userName"] == "clinicbot" and "agent" in me["roles"]
         sb.add_token("api-" + "x" * 28, "alice")
         assert Client(sb, "api-" + "x" * 28)("user.whoami")["userName"] == "alice"
     with pytest.raises(ValueError):
