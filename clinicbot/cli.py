@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,15 @@ class ClinicbotGroup(click.Group):
         except ClinicbotError as exc:
             click.echo(f"clinicbot: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # The last line of defence: core code turns the OSErrors it expects into StateError
+            # or ConfigError naming the file; one that slipped through is still one line, exit 2.
+            click.echo(f"clinicbot: error: {_os_error_line(exc)}", err=True)
+            ctx.exit(EXIT_CONFIG)
+        except sqlite3.Error as exc:
+            click.echo(f"clinicbot: error: the cache database: {exc}; `clinicbot sync --full` rebuilds it, "
+                       "check the state directory and its disk", err=True)
+            ctx.exit(EXIT_CONFIG)
         finally:
             app = ctx.obj
             if isinstance(app, App):
@@ -68,6 +78,12 @@ def cli(ctx: click.Context, config_path: Path | None, now: str | None, log_level
             click.echo(f"clinicbot: error: {exc}", err=True)
             ctx.exit(EXIT_CONFIG)
     setup_logging(log_level, log_json)
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    return (f"{where}{exc.strerror or exc}; check that path (it must exist, be writable by this user, "
+            "and its disk must have free space)")
 
 
 def _echo_json(data: Any) -> None:
@@ -137,26 +153,38 @@ def board(app: App, fmt: str) -> None:
               help="Number of tasks in the generated scenario.")
 @click.option("--latency", type=float, default=0.0, help="Seconds of latency added to every call.")
 @click.option("--config-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a ready-to-use clinicbot config pointing at this sandbox (token in a file beside it).")
+              help="Where to write the clinicbot config pointing at this sandbox (token in a 0600 file beside "
+                   "it; default: a temporary directory, removed when the sandbox stops).")
 @click.pass_obj
 def sandbox(app: App, port: int, token: str | None, scenario: Path | None, size: int, latency: float,
             config_out: Path | None) -> None:
-    """Serve the built-in sandbox Phabricator on 127.0.0.1 until interrupted."""
+    """Serve the built-in sandbox Phabricator on 127.0.0.1 until interrupted.
+
+    The token is never printed: it goes into a 0600 file beside the config this writes.
+    """
+    import tempfile
+
     from clinicbot.demo import start_sandbox, write_sandbox_config
 
     sb = start_sandbox(app.now(), port=port, token=token, scenario=scenario, size=size, latency=latency)
-    app.console.print(f"sandbox Phabricator serving at {sb.url}", markup=False)
-    app.console.print(f"API token: {sb.token}", markup=False)
-    if config_out:
-        write_sandbox_config(config_out, sb.url, sb.token)
-        app.console.print(f"wrote {config_out}; try: clinicbot --config {config_out} doctor", markup=False)
-    app.console.print("press Ctrl-C to stop", markup=False)
+    tmp = None
     try:
+        if config_out is None:
+            tmp = tempfile.TemporaryDirectory(prefix="clinicbot-sandbox-")
+            config_out = Path(tmp.name) / "clinicbot.yaml"
+        write_sandbox_config(config_out, sb.url, sb.token)
+        app.console.print(f"sandbox Phabricator serving at {sb.url}", markup=False)
+        app.console.print(f"config {config_out} (the API token is in {config_out.with_suffix('.token')}, mode 0600)",
+                          markup=False)
+        app.console.print(f"try: clinicbot --config {config_out} doctor", markup=False)
+        app.console.print("press Ctrl-C to stop", markup=False)
         sb.wait()
     except KeyboardInterrupt:
         pass
     finally:
         sb.stop()
+        if tmp is not None:
+            tmp.cleanup()
 
 
 @cli.command()

@@ -9,7 +9,9 @@ make the exit code 1.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from clinicbot.app import App
 from clinicbot.boards import load_structure
@@ -62,6 +64,7 @@ def run_doctor(app: App) -> DoctorReport:
     config = app.config()
     validate_sections(config)
     report.ok_line(f"config {config.path} (every section valid)")
+    _check_token_file(app, report)
     client = app.client()
     me = client.call("user.whoami")
     report.ok_line(f"connected to {config.url} as {me.get('userName')} ({me.get('phid')})")
@@ -87,9 +90,12 @@ def run_doctor(app: App) -> DoctorReport:
     return report
 
 
-def _check_state_dir(path, report: DoctorReport) -> None:
+def _check_state_dir(path: Path, report: DoctorReport) -> None:
+    existed = path.is_dir()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not existed:
+            os.chmod(path, 0o700)
     except OSError as exc:
         report.problem(f"state_dir {path}: cannot create ({exc.strerror})")
         return
@@ -97,6 +103,48 @@ def _check_state_dir(path, report: DoctorReport) -> None:
         report.ok_line(f"state_dir {path} is writable")
     else:
         report.problem(f"state_dir {path} is not writable by this user")
+    wide = [p for p in [path, *_files(path)] if _mode(p) & 0o077]
+    if wide:
+        report.warn(f"state_dir {path}: readable by others ({', '.join(f'{p.name} {_mode(p):o}' for p in wide[:4])}"
+                    f"{', ...' if len(wide) > 4 else ''}); it holds task data from private projects: the next run "
+                    "that takes the state lock tightens it to 0700/0600 (or chmod it yourself)")
+
+
+def _files(directory: Path) -> list[Path]:
+    try:
+        return [p for p in directory.iterdir() if p.is_file() and not p.is_symlink()]
+    except OSError:
+        return []
+
+
+def _mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0
+
+
+def token_source(app: App) -> Path | None:
+    """The file the token is read from (token_file or ~/.arcrc), None when it comes from the environment."""
+    config = app.config()
+    if app.env.get(config.get("phabricator.token_env")):
+        return None
+    token_file = config.resolve_path(config.get("phabricator.token_file"))
+    if token_file is not None:
+        return token_file
+    return Path(os.path.expanduser(config.get("phabricator.arcrc")))
+
+
+def _check_token_file(app: App, report: DoctorReport) -> None:
+    path = token_source(app)
+    if path is None or not path.exists():
+        return
+    mode = _mode(path)
+    if mode & 0o077:
+        report.warn(f"token file {path} is readable by {'group and others' if mode & 0o007 else 'its group'} "
+                    f"(mode {mode:o}); anyone who can read it can act as the bot: chmod 600 {path}")
+    else:
+        report.ok_line(f"token file {path} is private (mode {mode:o})")
 
 
 def _check_rotation(app: App, client, report: DoctorReport) -> None:

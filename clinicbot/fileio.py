@@ -73,7 +73,9 @@ def private_dir(path: str | Path, *, create: bool = True) -> Path:
     try:
         if not path.is_dir():
             if not create:
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+                raise StateError(str(path), "the state directory disappeared while clinicbot was using it; restore "
+                                 "it from your backup before the next run (a new, empty one would make every open "
+                                 "finding fire again)")
             path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
             os.chmod(path, PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
     except OSError as exc:
@@ -108,6 +110,8 @@ def tighten(directory: Path) -> list[str]:
         try:
             os.chmod(entry, wanted)
         except OSError as exc:
+            if exc.errno == errno.EROFS:  # nothing can be written there: the caller's write says so
+                continue
             log.warning("%s is readable by others (mode %o) and cannot be tightened: %s; make the bot's user "
                         "own the state directory (chmod 700 it, 600 its files)", entry, mode, exc.strerror)
             continue
@@ -138,7 +142,7 @@ def state_error(exc: OSError, path: str | Path, action: str, *, intact: str = ""
     """One line for a failed state-file operation: what failed, why, and what to do.
 
     ``intact``: what is known to be unharmed (e.g. "the previous ledger is intact")."""
-    path = Path(getattr(exc, "filename", None) or path)
+    path = Path(path)  # the state file itself, not the temporary file beside it
     reason = exc.strerror or str(exc)
     code = exc.errno
     directory = path.parent
@@ -157,5 +161,5 @@ def state_error(exc: OSError, path: str | Path, action: str, *, intact: str = ""
         hint = f"{directory} is not a directory; fix state_dir in the config"
     else:
         hint = "check the state directory and its disk"
-    tail = f" ({intact})" if intact else ""
+    tail = f" ({intact})" if intact and code != errno.ENOENT else ""  # a removed directory kept nothing
     return StateError(str(path), f"{action}: {reason}; {hint}{tail}")

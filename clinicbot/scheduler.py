@@ -343,7 +343,11 @@ class JobRunner:
     """Runs a named job: records the run, counts Conduit calls, logs one line, never raises."""
 
     def __init__(self, app: Any, *, apply: bool, clock: Callable[[], datetime] | None = None,
-                 targets: Mapping[str, Callable[..., Any] | str] | None = None, record: bool = True):
+                 targets: Mapping[str, Callable[..., Any] | str] | None = None, record: bool = True,
+                 log_failures: bool = True):
+        """``log_failures=False``: a failure the caller prints itself (a one-shot command's one
+        line on stderr) is not logged too; a bug's traceback still is."""
+        self.log_failures = log_failures
         self.app = app
         self.apply = apply
         self.clock = clock or (lambda: datetime.now(timezone.utc))
@@ -377,7 +381,8 @@ class JobRunner:
         try:
             run_id = self._record_start(name, started)
         except ClinicbotError as exc:  # the state directory is unusable: the job could not record anything
-            log.error("job %s not run: %s", name, exc, extra=extra)
+            if self.log_failures:
+                log.error("job %s not run: %s", name, exc, extra=extra)
             return JobOutcome(name, "failed", exc.exit_code, detail=str(exc))
         outcome, code, detail, result = "ok", EXIT_OK, "", None
         try:
@@ -385,10 +390,12 @@ class JobRunner:
             outcome, code, detail = _judge(result)
         except ClinicbotError as exc:
             outcome, code, detail = "failed", exc.exit_code, str(exc)
-            log.error("job %s failed: %s", name, exc, extra=extra)
+            if self.log_failures:
+                log.error("job %s failed: %s", name, exc, extra=extra)
         except OSError as exc:  # a file the job could not read or write: one line, no traceback
             outcome, code, detail = "failed", EXIT_CONFIG, _os_error_line(exc)
-            log.error("job %s failed: %s", name, detail, extra=extra)
+            if self.log_failures:
+                log.error("job %s failed: %s", name, detail, extra=extra)
         except Exception as exc:  # a bug in one job must not stop the others
             outcome, code, detail = "failed", EXIT_FAILURE, f"{type(exc).__name__}: {exc}"
             log.exception("job %s failed: %s", name, detail, extra=extra)
@@ -398,7 +405,8 @@ class JobRunner:
             self._record_end(run_id, started + timedelta(seconds=seconds), outcome, calls1 - calls0,
                              attempts1 - attempts0, detail)
         except ClinicbotError as exc:
-            log.error("job %s: %s", name, exc, extra=extra)
+            if self.log_failures:
+                log.error("job %s: %s", name, exc, extra=extra)
             if outcome != "failed":
                 outcome, code, detail = "failed", exc.exit_code, str(exc)
         if outcome in ("ok", "partial"):

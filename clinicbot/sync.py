@@ -319,6 +319,8 @@ def cache_error(exc: sqlite3.Error, path: Path, action: str = "cache") -> StateE
                 "read-write or make the bot's user own it (chmod 700 the directory, 600 its files)")
     elif code in DAMAGED:
         hint = "the cache file is damaged; `clinicbot sync --full` rebuilds it (it is only a cache)"
+    elif code == _SQLITE_IOERR and _disk_full(directory):
+        hint = f"the disk (or quota) holding {directory} is full; free some space, then run again"
     elif code == _SQLITE_IOERR:
         hint = f"an I/O error on the disk holding {directory} (full, removed, or failing); check it, then run again"
     else:
@@ -326,6 +328,15 @@ def cache_error(exc: sqlite3.Error, path: Path, action: str = "cache") -> StateE
     err = StateError(str(path), f"{action}: {reason}; {hint}")
     err.sqlite_code = code  # type: ignore[attr-defined]
     return err
+
+
+def _disk_full(directory: Path) -> bool:
+    """SQLite reports some writes on a full disk as a plain I/O error: ask the filesystem."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 class _Cursor(sqlite3.Cursor):
@@ -403,6 +414,7 @@ class CacheStore:
         self.rebuilt_reason: str | None = None  # set when the cache had to be (re)created
         if readonly:
             if not self.path.exists():
+                self.check_present()
                 raise StateError(str(self.path), "no cache yet; run `clinicbot sync` first")
             self.conn = self._connect(f"file:{self.path}?mode=ro", uri=True)
             return
@@ -465,6 +477,17 @@ class CacheStore:
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         else:
             self.conn.executescript(_DDL)  # the runs table may be new
+
+    def check_present(self) -> None:
+        """Raise a StateError if the cache file was removed under a run holding the state lock
+        (SQLite keeps writing to the unlinked file without a word)."""
+        from clinicbot.ledger import StateLock
+
+        if self.path.exists() or not StateLock.held(self.path.parent):
+            return
+        raise StateError(str(self.path), f"removed while clinicbot was using it (was the state directory "
+                         f"{self.path.parent} deleted?); restore the state directory from your backup before the "
+                         "next run (a new, empty one would make every open finding fire again)")
 
     def _damage(self) -> str | None:
         """Why this (current-schema) cache cannot be trusted, or None.
@@ -814,6 +837,7 @@ def sync(
             result.finished = now + timedelta(seconds=time.monotonic() - clock)
             store.put("last_sync", json.dumps({"mode": plan.mode, "started": started_epoch,
                                                "tasks": result.tasks_total}))
+        store.check_present()
     result.calls_by_method = {m: n - calls_before.get(m, 0) for m, n in client.stats.calls.items()
                               if n - calls_before.get(m, 0)}
     result.calls = sum(result.calls_by_method.values())
