@@ -9,7 +9,12 @@ Never twice. Before each write the ledger records an *intent* (idempotency key, 
 hash, time); after it, the outcome. A write whose answer never came (timeout ->
 :class:`ConduitWriteUncertain`, a crash, ``kill -9``) leaves a pending intent; the next run's
 :meth:`Outbox.resolve_pending` looks for the bot's own comment on that task (``transaction.search``
-by the bot's PHID, after the intent time, same text hash) before anything is posted again.
+by the bot's PHID, after the intent time, same text hash) before anything is posted again. The
+intent is stamped with the wall clock (the server's comment is), not with a run's ``--now``. A
+comment not found is only taken as "never posted" once the intent is older than the *settle
+window* (``phabricator.settle_seconds``, default 5 × ``phabricator.timeout``): a server may apply a
+write it received well after our timeout gave up; until then the intent stays pending and only
+that write (its idempotency key) waits. Reports settle their intents exactly as checks do.
 Chat and email cannot be looked up, so an unconfirmed message is assumed delivered (a missed
 ping is better than a double one); subscribing is idempotent and simply redone.
 
@@ -52,6 +57,18 @@ WRITE_HANDLERS = frozenset({"comment", "subscribe", "chat", "email"})
 STATUSES = ("planned", "posted", "skipped", "failed")
 # The server's clock and ours may differ: look for the bot's comment a little before the intent.
 CLOCK_SKEW = timedelta(minutes=10)
+# A write whose answer timed out may still be applied by the server later (a PHP request keeps
+# running after the client gave up). Until an uncertain comment is this many Conduit timeouts old,
+# "not on the task" is not proof that it was never posted: the intent stays pending.
+SETTLE_TIMEOUTS = 5
+
+
+def settle_window(config: Any) -> timedelta:
+    """``phabricator.settle_seconds``, or (unset) ``SETTLE_TIMEOUTS`` × ``phabricator.timeout``."""
+    seconds = config.get("phabricator.settle_seconds")
+    if seconds is None:
+        seconds = SETTLE_TIMEOUTS * float(config.get("phabricator.timeout"))
+    return timedelta(seconds=float(seconds))
 
 
 class DeliveryError(ClinicbotError):
@@ -145,6 +162,7 @@ class Action:
     transaction_phid: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     already: bool = False  # skipped because the same key was delivered earlier: counts as done
+    waiting: bool = False  # skipped because an earlier write here is unconfirmed: NOT done, retried
 
     @property
     def is_write(self) -> bool:
@@ -175,9 +193,10 @@ class Resolution:
     """What became of a pending intent from an earlier run."""
 
     intent: Intent
-    outcome: str  # found | not-applied | assumed | unresolved
+    outcome: str  # found | not-applied | assumed | unresolved (still pending: a lookup failed, or too recent)
     transaction_phid: str | None = None
     detail: str = ""
+    settling: bool = False  # unresolved only because it is younger than the settle window
 
     @property
     def delivered(self) -> bool:
@@ -284,7 +303,8 @@ class Outbox:
     def __init__(self, client: Any, ledger: Ledger, *, apply: bool, cap: int, now: datetime,
                  chat_sender: ChatSender | None = None, email_sender: EmailSender | None = None,
                  console: Callable[[str], None] | None = None, bot_phid: str | None = None,
-                 crash_after_write: bool = False, clock: Callable[[], datetime] | None = None):
+                 crash_after_write: bool = False, clock: Callable[[], datetime] | None = None,
+                 settle: timedelta = timedelta(0), bot_lookup: Callable[[], str | None] | None = None):
         self.client = client
         self.ledger = ledger
         self.apply = apply
@@ -298,10 +318,17 @@ class Outbox:
         # The real clock, for intents: the server stamps comments with it, not with ``now``
         # (which a --now run may have moved). Default: ``now`` (tests, simulations).
         self.clock = clock or (lambda: now)
+        # How long an uncertain comment that is not (yet) on the task stays pending: see settle_window.
+        self.settle = settle
+        # Finds the bot's PHID when the caller did not know it (reports): asked only when an
+        # earlier comment has to be looked up.
+        self.bot_lookup = bot_lookup
         self.actions: list[Action] = []
         # (handler, task PHID) pairs with an unconfirmed earlier write: nothing new goes there
         # until a later run has confirmed or ruled it out.
         self._blocked: set[tuple[str, str | None]] = set()
+        # Idempotency keys of uncertain writes still inside the settle window: not redone this run.
+        self._blocked_keys: set[str] = set()
         self.resolutions: list[Resolution] | None = None  # None: resolve_pending() not run yet
 
     # -- planning ------------------------------------------------------------------------------
@@ -371,9 +398,14 @@ class Outbox:
             res = self._resolve(intent)
             out.append(res)
             if res.outcome == "unresolved":
-                self._blocked.add((intent.handler, intent.task_phid))
-                log.warning("cannot confirm the earlier %s on %s yet (%s); not writing there this run",
-                            intent.handler, intent.task or "-", res.detail)
+                if res.settling:
+                    # Only this write waits; other messages to the task are not at risk of a double.
+                    self._blocked_keys.add(intent.key)
+                else:
+                    self._blocked.add((intent.handler, intent.task_phid))
+                log.warning("cannot confirm the earlier %s on %s yet (%s); not writing %s this run",
+                            intent.handler, intent.task or "-", res.detail,
+                            "it again" if res.settling else "there")
                 continue
             with self.ledger.batch():
                 self.ledger.finish_intent(intent.doc_id, res.outcome, self.now,
@@ -385,14 +417,22 @@ class Outbox:
 
     def _resolve(self, intent: Intent) -> Resolution:
         if intent.handler == "comment":
-            if not intent.task_phid or not self.bot_phid:
-                return Resolution(intent, "unresolved", detail="no task or bot PHID to look up the comment")
             try:
+                if self.bot_phid is None and self.bot_lookup is not None:
+                    self.bot_phid = self.bot_lookup()
+                if not intent.task_phid or not self.bot_phid:
+                    return Resolution(intent, "unresolved", detail="no task or bot PHID to look up the comment")
                 phid = self.find_own_comment(intent.task_phid, intent.text_hash, intent.earliest - CLOCK_SKEW)
             except ConduitError as exc:
                 return Resolution(intent, "unresolved", detail=str(exc))
             if phid is not None:
                 return Resolution(intent, "found", phid, "the comment was posted (found on the task)")
+            age = self.clock() - (intent.wall_at or intent.at)
+            if age < self.settle:
+                # The server may still apply a write it received before our timeout: wait.
+                return Resolution(intent, "unresolved", settling=True,
+                                  detail=f"not on the task yet, but only {max(age.total_seconds(), 0):.0f} s old "
+                                         f"(settle window {self.settle.total_seconds():.0f} s)")
             return Resolution(intent, "not-applied", detail="no such comment on the task: it was not posted")
         if intent.handler in ("chat", "email"):
             return Resolution(intent, "assumed", detail="cannot be looked up; assumed delivered (never twice)")
@@ -429,8 +469,8 @@ class Outbox:
                 earlier = self.ledger.delivery(action.key) or {}
                 action.status, action.already = "skipped", True
                 action.reason = f"already delivered at {earlier.get('at', '?')}"
-            elif (action.handler, action.task_phid) in self._blocked:
-                action.status = "skipped"
+            elif action.key in self._blocked_keys or (action.handler, action.task_phid) in self._blocked:
+                action.status, action.waiting = "skipped", True
                 action.reason = "an earlier write here is unconfirmed; checked again next run"
         planned = self.planned_writes()
         if planned > self.cap:

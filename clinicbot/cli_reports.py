@@ -165,7 +165,7 @@ def recipients(data: dict[str, Any]) -> list[str]:
 
 
 def deliverer(app: App, env: ReportEnv, ledger: Any, *, apply: bool) -> Deliverer:
-    from clinicbot.actions import chat_sender_from_config, email_sender_from_config
+    from clinicbot.actions import chat_sender_from_config, email_sender_from_config, settle_window
 
     config = app.config()
     delivery = config.section("delivery")
@@ -176,6 +176,15 @@ def deliverer(app: App, env: ReportEnv, ledger: Any, *, apply: bool) -> Delivere
             return None
         return type("TaskRef", (), {"id": int(found[0]["id"]), "phid": found[0]["phid"]})()
 
+    def bot_phid() -> str | None:
+        """The bot's PHID, as the check runner's snapshot finds it (bot_username, else the token's owner)."""
+        client = app.client()
+        name = config.get("phabricator.bot_username")
+        if name:
+            for user in client.search("user.search", constraints={"usernames": [name]}):
+                return str(user["phid"])
+        return client.call("user.whoami").get("phid")
+
     def print_term(text: str) -> None:
         app.console.print(text, markup=True, highlight=False, emoji=False, end="", soft_wrap=True)
 
@@ -183,7 +192,8 @@ def deliverer(app: App, env: ReportEnv, ledger: Any, *, apply: bool) -> Delivere
                      now=app.now(), templates_dir=config.templates_dir,
                      chat_sender=chat_sender_from_config(delivery, app.env),
                      email_sender=email_sender_from_config(delivery, app.env),
-                     print_term=print_term, lookup_task=lookup)
+                     print_term=print_term, lookup_task=lookup,
+                     clock=app.wall_clock, settle=settle_window(config), bot_lookup=bot_phid)
 
 
 def deliver(app: App, env: ReportEnv, ledger: Any, data: dict[str, Any], targets: Sequence[Target], *,

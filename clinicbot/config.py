@@ -83,6 +83,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("phabricator.arcrc", "~/.arcrc", str, "arc's config file; its hosts entry for '<url>api/' is tried last, as arc does."),
     Setting("phabricator.timeout", 30.0, (int, float), "Seconds to wait for one Conduit answer.", _positive),
     Setting("phabricator.retries", 4, int, "Retries of a read call after a timeout, connection error, HTTP 5xx or 429 (writes are never retried blindly).", _non_negative),
+    Setting("phabricator.settle_seconds", None, (int, float), "How long a comment whose write timed out stays pending (not re-posted) while it is not on the task: a server may apply a write after our timeout. Default: 5 x phabricator.timeout.", _positive),
     Setting("phabricator.bot_username", None, str, "clinicbot's own account; default: whoever the token belongs to (user.whoami). Its actions never count as activity."),
     Setting("team.name", "Team", str, "Team name used in reports and messages."),
     Setting("team.projects", [], list, "Team projects (names, #hashtags or PHIDs): the backlog that metrics count. Default: the watched boards' projects."),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -215,6 +215,12 @@ class Deliverer:
     bot_phid: str | None = None
     print_term: Callable[[str], None] = print
     lookup_task: Callable[[str], Any] | None = None  # "T123" -> object with .id and .phid
+    # The real clock for write intents (a --now run must not stamp them with --now), how long an
+    # uncertain comment stays pending, and how to find the bot's PHID when an earlier comment
+    # must be looked up: reports settle their intents exactly as the check runner does.
+    clock: Callable[[], datetime] | None = None
+    settle: timedelta = timedelta(0)
+    bot_lookup: Callable[[], str | None] | None = None
 
     def render(self, data: Mapping[str, Any], fmt: str) -> str:
         return render(data, fmt, templates_dir=self.templates_dir, history_points=self.settings.history_days)
@@ -225,7 +231,8 @@ class Deliverer:
 
         out: list[Delivery] = []
         outbox = Outbox(self.client, self.ledger, apply=self.apply, cap=self.cap, now=self.now,
-                        chat_sender=self.chat_sender, email_sender=self.email_sender, bot_phid=self.bot_phid)
+                        chat_sender=self.chat_sender, email_sender=self.email_sender, bot_phid=self.bot_phid,
+                        clock=self.clock, settle=self.settle, bot_lookup=self.bot_lookup)
         wiki = WikiWriter(self.client, apply=self.apply, cap=self.cap)
         planned: list[tuple[Target, Any]] = []
         pages: list[tuple[Target, str, PagePlan]] = []  # (target, key, PagePlan): written after the cap check

@@ -30,6 +30,7 @@ from clinicbot.actions import (
     Resolution,
     chat_sender_from_config,
     email_sender_from_config,
+    settle_window,
     text_hash,
     validate_delivery,
 )
@@ -337,7 +338,9 @@ def record_outcomes(ledger: Ledger, decisions: Sequence[Decision], actions: Sequ
         acts = by_record.get(d.record.doc_id, [])
         outcomes = [Outcome(a.handler, "posted" if a.done else a.status, iso(now), text_hash(a.text) if a.text else "",
                             a.transaction_phid, a.error or a.reason) for a in acts]
-        handled = any(a.done for a in acts) or all(a.status == "skipped" for a in acts)
+        # Skipped for a reason that will not change (snoozed, nobody to email) counts as handled;
+        # skipped while an earlier write is unconfirmed does not: the next run settles it first.
+        handled = any(a.done for a in acts) or all(a.status == "skipped" and not a.waiting for a in acts)
         ledger.note_handled(d.record.doc_id, now, outcomes, escalations=d.escalations, handled=handled)
         if any(a.done for a in acts) and d.finding.slug == "rotation-notice":
             ledger.mark_notice_told(str(d.finding.facts.get("notice_key") or d.finding.key), now, d.finding.summary)
@@ -446,7 +449,7 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
             email_sender=email_sender if email_sender is not None else email_sender_from_config(delivery, app.env),
             console=console or (lambda text: app.console.print(text, markup=False, highlight=False)),
             bot_phid=snapshot.bot_phid, crash_after_write=app.env.get(CRASH_ENV) == "1",
-            clock=app.wall_clock,
+            clock=app.wall_clock, settle=settle_window(config),
         )
         result = CheckRunResult(apply, now, findings, failures, recipients=recipients, on_duty_note=note)
         result.resolutions = outbox.resolve_pending()

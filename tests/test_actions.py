@@ -564,3 +564,79 @@ def test_rotation_notice_reaches_the_member_it_is_about(tmp_path):
     assert "<@U0FRANK>" in text and "<@U0ERIN>" in text
     [message] = mail.sent
     assert "frank@example.org" in str(message) and "erin@example.org" in str(message)
+
+
+# -- uncertain writes: the settle window (issue 11 point 8) -------------------------------------------
+
+
+def test_an_uncertain_comment_not_yet_on_the_task_stays_pending_inside_the_settle_window(ledger):
+    client = FakeClient()
+    client.fail = ConduitWriteUncertain("maniphest.edit", "no answer")  # not (yet) applied
+    clock = {"at": NOW}
+    settle = timedelta(seconds=150)
+    box = outbox(client, ledger, clock=lambda: clock["at"], settle=settle)
+    box.comment(make_task(), "digest of Monday", "digest:2026-11-22:task:T12")
+    box.deliver()
+    assert [i.key for i in ledger.pending_intents()] == ["digest:2026-11-22:task:T12"]
+
+    # 20 s later: not on the task, but the server may still apply it. Only that write waits.
+    clock["at"] = NOW + timedelta(seconds=20)
+    box2 = outbox(client, ledger, clock=lambda: clock["at"], settle=settle)
+    [res] = box2.resolve_pending()
+    assert res.outcome == "unresolved" and res.settling and "settle window 150 s" in res.detail
+    again = box2.comment(make_task(), "digest of Monday", "digest:2026-11-22:task:T12")
+    other = box2.comment(make_task(), "digest of Tuesday", "digest:2026-11-23:task:T12")
+    box2.deliver()
+    assert again.status == "skipped" and again.waiting and not again.done and "unconfirmed" in again.reason
+    assert other.status == "posted"  # another report to the same task is not held up
+    assert [i.key for i in ledger.pending_intents()] == ["digest:2026-11-22:task:T12"]
+
+    # Past the window, "not on the task" is the server's word: posted once more, exactly once.
+    clock["at"] = NOW + settle + timedelta(seconds=1)
+    box3 = outbox(client, ledger, clock=lambda: clock["at"], settle=settle)
+    [res] = box3.resolve_pending()
+    assert res.outcome == "not-applied" and ledger.pending_intents() == []
+    late = box3.comment(make_task(), "digest of Monday", "digest:2026-11-22:task:T12")
+    box3.deliver()
+    assert late.status == "posted"
+    texts = [c["comments"][0]["content"]["raw"] for c in client.comments["PHID-TASK-12"]]
+    assert sorted(texts) == ["digest of Monday", "digest of Tuesday"]
+
+
+def test_a_late_applied_comment_found_inside_the_settle_window_is_settled_at_once(ledger):
+    client = FakeClient()
+    client.fail, client.apply_before_failing = ConduitWriteUncertain("maniphest.edit", "no answer"), True
+    box = outbox(client, ledger, settle=timedelta(hours=1))
+    box.comment(make_task(), "reminder", "k1")
+    box.deliver()
+    [res] = outbox(client, ledger, settle=timedelta(hours=1)).resolve_pending()
+    assert res.outcome == "found" and ledger.already_delivered("k1")
+
+
+def test_intents_carry_the_wall_clock_and_the_lookup_uses_it_not_now(ledger):
+    # A run given --now three days ahead: the server stamps the comment with the real time.
+    client = FakeClient()
+    client.fail, client.apply_before_failing = ConduitWriteUncertain("maniphest.edit", "no answer"), True
+    ahead = NOW + timedelta(days=3)
+    box = Outbox(client, ledger, apply=True, cap=20, now=ahead, bot_phid=BOT, clock=lambda: NOW)
+    box.comment(make_task(), "reminder", "k1")
+    box.deliver()
+    [intent] = ledger.pending_intents()
+    assert intent.at == ahead and intent.wall_at == NOW
+    [res] = Outbox(client, ledger, apply=True, cap=20, now=ahead, bot_phid=BOT, clock=lambda: NOW).resolve_pending()
+    assert res.outcome == "found"
+
+
+def test_the_bot_phid_is_looked_up_only_when_a_comment_must_be_settled(ledger):
+    asked: list[int] = []
+
+    def lookup() -> str:
+        asked.append(1)
+        return BOT
+
+    client = FakeClient()
+    box = Outbox(client, ledger, apply=True, cap=20, now=NOW, bot_lookup=lookup)
+    assert box.resolve_pending() == [] and asked == []
+    ledger.record_intent(key="k0", handler="comment", task_phid="PHID-TASK-12", task="T12", text_hash="h", at=NOW)
+    [res] = Outbox(client, ledger, apply=True, cap=20, now=NOW, bot_lookup=lookup).resolve_pending()
+    assert res.outcome == "not-applied" and asked == [1]

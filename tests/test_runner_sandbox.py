@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,19 @@ def make_config(tmp_path: Path, sb: Sandbox, *, repetition: int | None = DAY, ca
     return path
 
 
-def run(config: Path, *args: str, now: datetime = NOW, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    app = App(env=dict(env or {}))
+class LaterApp(App):
+    """An App whose wall clock runs ``ahead`` of the real one (a rerun some time later)."""
+
+    ahead: timedelta = timedelta(0)
+
+    def wall_clock(self) -> datetime:
+        return super().wall_clock() + self.ahead
+
+
+def run(config: Path, *args: str, now: datetime = NOW, env: dict[str, str] | None = None,
+        later: timedelta = timedelta(0)) -> tuple[int, str, str]:
+    app = LaterApp(env=dict(env or {}))
+    app.ahead = later
     result = CliRunner().invoke(cli, ["--config", str(config), "--now", now.isoformat(), *args], obj=app)
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -259,14 +271,47 @@ def test_timeout_on_the_comment_then_rerun_gives_exactly_one_comment(sandbox, tm
     assert sandbox.stats.requests["transaction.search"] >= 1  # it looked before deciding
 
 
-def test_timeout_that_never_applied_is_posted_on_the_rerun(sandbox, tmp_path):
-    config = make_config(tmp_path, sandbox, timeout=0.5)
+def test_timeout_that_never_applied_is_posted_once_the_settle_window_passed(sandbox, tmp_path):
+    config = make_config(tmp_path, sandbox, timeout=0.5)  # settle window: 5 x 0.5 s
     task = first_untriaged_task(config)
     sandbox.faults.add(method="maniphest.edit", kind="timeout", times=1, apply=False, delay=1.0)
     run_json(config, "--apply", "--only", "untriaged", "--task", task)
     assert bot_comments(sandbox, task) == []
+    # An immediate rerun cannot tell "never applied" from "applied late": it waits.
     _, data = run_json(config, "--apply", "--only", "untriaged", "--task", task)
+    assert [(a["status"], "unconfirmed" in a.get("reason", "")) for a in data["actions"]] == [("skipped", True)]
+    assert bot_comments(sandbox, task) == []
+    _, data = run_json(config, "--apply", "--only", "untriaged", "--task", task, later=timedelta(seconds=3))
     assert [a["status"] for a in data["actions"]] == ["posted"]
+    assert len(bot_comments(sandbox, task)) == 1
+
+
+def test_a_write_applied_after_the_timeout_and_an_immediate_rerun_give_one_comment(sandbox, tmp_path):
+    # The server applies the edit 2 s after the client's 0.5 s timeout gave up (the campaign's
+    # "applied 20 s late" at a smaller scale); the rerun comes at once, before it lands.
+    config = make_config(tmp_path, sandbox, timeout=0.5)
+    task = first_untriaged_task(config)
+    answer = sandbox.answer
+    late = {"left": 1}
+
+    def apply_late(method: str, params: Any) -> Any:  # the server thread works on after we gave up
+        if method == "maniphest.edit" and late["left"]:
+            late["left"] -= 1
+            time.sleep(2.0)
+        return answer(method, params)
+
+    sandbox.answer = apply_late  # type: ignore[method-assign]
+    _, data = run_json(config, "--apply", "--only", "untriaged", "--task", task)
+    assert [a["status"] for a in data["actions"]] == ["failed"]
+    assert bot_comments(sandbox, task) == []  # not applied yet
+    _, data = run_json(config, "--apply", "--only", "untriaged", "--task", task)
+    assert [a["status"] for a in data["actions"]] == ["skipped"]
+    deadline = time.monotonic() + 10
+    while not bot_comments(sandbox, task) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(bot_comments(sandbox, task)) == 1  # the late write landed
+    _, data = run_json(config, "--apply", "--only", "untriaged", "--task", task, later=timedelta(seconds=10))
+    assert data["actions"] == []  # found on the task: settled, nothing posted again
     assert len(bot_comments(sandbox, task)) == 1
 
 
