@@ -9,14 +9,15 @@ comes once), users fetched by PHID in batches of 100.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from clinicbot.conduit import PAGE_LIMIT, ConduitClient
 from clinicbot.config import BoardConfig, Config
-from clinicbot.errors import ConduitProtocolError, ConfigError
-from clinicbot.model import Board, Column, Priority, Status, Task, User, from_epoch
+from clinicbot.errors import ConfigError
+from clinicbot.model import Board, Column, Priority, Shape, Status, Task, User
 
 log = logging.getLogger(__name__)
 
@@ -27,96 +28,162 @@ TASK_ATTACHMENTS = {"columns": True, "projects": True, "subscribers": True}
 # Parsers: one Conduit record -> plain data
 
 
+def _record(method: str, item: Any, kind: str) -> tuple[Shape, Mapping[str, Any]]:
+    """The Shape reader for one ``data`` item, named by its PHID (or its place) in errors."""
+    if not isinstance(item, dict):
+        Shape(method, f"a {kind}").fail("data[]", item, "an object")
+    phid = item.get("phid")
+    name = phid if isinstance(phid, str) and phid else f"a {kind}"
+    return Shape(method, name), item
+
+
 def parse_status(item: Mapping[str, Any]) -> Status:
-    return Status(value=str(item["value"]), name=str(item.get("name") or item["value"]), closed=bool(item.get("closed")))
+    shape, item = _record("maniphest.status.search", item, "status")
+    value = shape.text(item.get("value"), "value")
+    if not value:
+        shape.fail("value", value, "a status key")
+    return Status(value=value, name=shape.text(item.get("name"), "name", optional=True) or value,
+                  closed=shape.flag(item.get("closed"), "closed"))
 
 
 def parse_priority(item: Mapping[str, Any]) -> Priority:
-    keywords = item.get("keywords") or []
+    # Priority values and names differ per install; only the shape is fixed.
+    shape, item = _record("maniphest.priority.search", item, "priority")
+    value = shape.integer(item.get("value"), "value")
+    keywords = shape.items(item.get("keywords"), "keywords", optional=True)
+    for i, keyword in enumerate(keywords):
+        shape.text(keyword, f"keywords[{i}]")
+    assert value is not None
     return Priority(
-        value=int(item["value"]),
-        name=str(item.get("name") or item["value"]),
-        keyword=str(keywords[0]) if keywords else str(item["value"]),
-        color=str(item.get("color") or ""),
+        value=value,
+        name=shape.text(item.get("name"), "name", optional=True) or str(value),
+        keyword=str(keywords[0]) if keywords else str(value),
+        color=shape.text(item.get("color"), "color", optional=True) or "",
     )
 
 
-def parse_user(item: Mapping[str, Any]) -> User:
-    fields = item.get("fields") or {}
-    roles = fields.get("roles") or []
-    avail = (item.get("attachments") or {}).get("availability") or {}
+def parse_user(item: Mapping[str, Any], *, availability: bool = False) -> User:
+    """One ``user.search`` item. ``availability``: the attachment was asked for, so it must be there."""
+    shape, item = _record("user.search", item, "user")
+    phid = shape.phid(item.get("phid"), "phid")
+    fields = shape.mapping(item.get("fields"), "fields")
+    username = shape.text(fields.get("username"), "fields.username")
+    if not username:
+        shape.fail("fields.username", username, "a user name")
+    roles = shape.items(fields.get("roles"), "fields.roles", optional=True)
+    avail: Mapping[str, Any] = {}
+    if availability:
+        attachments = shape.mapping(item.get("attachments"), "attachments")
+        avail = shape.mapping(attachments.get("availability"), "attachments.availability")
+    value = shape.text(avail.get("value"), "attachments.availability.value", optional=True)
+    assert phid is not None
     return User(
-        phid=item["phid"],
-        username=str(fields.get("username") or ""),
-        real_name=str(fields.get("realName") or ""),
+        phid=phid,
+        username=username,
+        real_name=shape.text(fields.get("realName"), "fields.realName", optional=True) or "",
         is_bot="bot" in roles or "system" in roles,
         is_disabled="disabled" in roles,
-        availability=str(avail.get("value") or "available"),
-        available_again=from_epoch(avail.get("until")),
+        availability=value or "available",
+        available_again=shape.epoch(avail.get("until"), "attachments.availability.until", optional=True),
     )
 
 
 def parse_column(item: Mapping[str, Any]) -> Column:
-    fields = item["fields"]
+    shape, item = _record("project.column.search", item, "column")
+    phid = shape.phid(item.get("phid"), "phid")
+    fields = shape.mapping(item.get("fields"), "fields")
+    project = shape.mapping(fields.get("project"), "fields.project")
+    board_phid = shape.phid(project.get("phid"), "fields.project.phid")
+    assert phid is not None and board_phid is not None
     return Column(
-        phid=item["phid"],
-        name=str(fields.get("name") or ""),
-        board_phid=fields["project"]["phid"],
-        sequence=int(fields.get("sequence") or 0),
-        hidden=bool(fields.get("isHidden")),
-        is_default=bool(fields.get("isDefaultColumn")),
-        proxy_phid=fields.get("proxyPHID") or None,
+        phid=phid,
+        name=shape.text(fields.get("name"), "fields.name", optional=True) or "",
+        board_phid=board_phid,
+        sequence=shape.integer(fields.get("sequence"), "fields.sequence", optional=True) or 0,
+        hidden=shape.flag(fields.get("isHidden"), "fields.isHidden"),
+        is_default=shape.flag(fields.get("isDefaultColumn"), "fields.isDefaultColumn"),
+        proxy_phid=shape.phid(fields.get("proxyPHID") or None, "fields.proxyPHID", optional=True),
     )
 
 
-def _points(value: Any) -> float | None:
+def _points(shape: Shape, value: Any) -> float | None:
     # maniphest.search gives points as a string ("5", "0.5") or null.
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        shape.fail("fields.points", value, "a number, a numeric string or null")
     try:
-        return float(value)
+        points = float(value)
     except (TypeError, ValueError):
-        return None
+        shape.fail("fields.points", value, "a number, a numeric string or null")
+    if math.isnan(points) or math.isinf(points):
+        shape.fail("fields.points", value, "a finite number")
+    return points
 
 
-def parse_task(item: Mapping[str, Any], statuses: Mapping[str, Status] | None = None) -> Task:
-    fields = item["fields"]
-    attachments = item.get("attachments") or {}
-    status = fields.get("status") or {}
-    status_value = str(status.get("value") or "")
+def _task_columns(shape: Shape, columns_attachment: Mapping[str, Any]) -> dict[str, str]:
+    # "boards" is [] (a PHP empty array) when the task is on no board.
+    boards = shape.mapping(columns_attachment.get("boards"), "attachments.columns.boards", empty_list=True)
+    columns: dict[str, str] = {}
+    for board_phid, entry in boards.items():
+        where = f"attachments.columns.boards.{board_phid}"
+        shape.phid(board_phid, where)
+        cols = shape.items(shape.mapping(entry, where).get("columns"), f"{where}.columns")
+        if cols:
+            col = shape.mapping(cols[0], f"{where}.columns[0]")
+            columns[board_phid] = str(shape.phid(col.get("phid"), f"{where}.columns[0].phid"))
+    return columns
+
+
+def parse_task(item: Mapping[str, Any], statuses: Mapping[str, Status] | None = None, *,
+               attachments: Iterable[str] = tuple(TASK_ATTACHMENTS), method: str = "maniphest.search") -> Task:
+    """One ``maniphest.search`` item. ``attachments``: the ones asked for, which must be present
+    (an answer without them would silently lose every task's board placement)."""
+    if not isinstance(item, dict):
+        Shape(method, "a task").fail("data[]", item, "an object")
+    task_id = item.get("id")
+    shape = Shape(method, f"T{task_id}" if isinstance(task_id, int) and not isinstance(task_id, bool)
+                  else str(item.get("phid") or "a task"))
+    task_id = shape.integer(task_id, "id")
+    phid = shape.phid(item.get("phid"), "phid")
+    fields = shape.mapping(item.get("fields"), "fields")
+    wanted = set(attachments)
+    attached = shape.mapping(item.get("attachments"), "attachments", empty_list=not wanted)
+    for name in sorted(wanted):
+        shape.mapping(attached.get(name), f"attachments.{name}")
+    status = shape.mapping(fields.get("status"), "fields.status")
+    status_value = shape.text(status.get("value"), "fields.status.value") or ""
     known = (statuses or {}).get(status_value)
+    closed_at = shape.epoch(fields.get("dateClosed"), "fields.dateClosed", optional=True)
     # An unconfigured status (maniphest.edit accepts anything) shows as "Unknown Status":
     # trust dateClosed then, since the server's own open/closed list cannot say.
-    is_closed = known.closed if known is not None else fields.get("dateClosed") is not None
-    priority = fields.get("priority") or {}
-    boards = (attachments.get("columns") or {}).get("boards") or {}
-    columns: dict[str, str] = {}
-    if isinstance(boards, dict):  # [] (a PHP empty array) when the task is on no board
-        for board_phid, entry in boards.items():
-            cols = (entry or {}).get("columns") or []
-            if cols:
-                columns[board_phid] = cols[0]["phid"]
-    projects = (attachments.get("projects") or {}).get("projectPHIDs") or []
-    subscribers = (attachments.get("subscribers") or {}).get("subscriberPHIDs") or []
-    created = from_epoch(fields.get("dateCreated"))
-    if created is None:
-        raise ConduitProtocolError("maniphest.search", f"task {item.get('id')} has no dateCreated")
+    is_closed = known.closed if known is not None else closed_at is not None
+    priority = shape.mapping(fields.get("priority"), "fields.priority")
+    priority_value = shape.integer(priority.get("value"), "fields.priority.value")
+    columns = _task_columns(shape, attached["columns"]) if "columns" in attached else {}
+    projects = (shape.phids(attached["projects"].get("projectPHIDs"), "attachments.projects.projectPHIDs")
+                if "projects" in attached else [])
+    subscribers = (shape.phids(attached["subscribers"].get("subscriberPHIDs"),
+                               "attachments.subscribers.subscriberPHIDs") if "subscribers" in attached else [])
+    created = shape.epoch(fields.get("dateCreated"), "fields.dateCreated")
+    description = shape.mapping(fields.get("description") or {}, "fields.description")
+    assert task_id is not None and phid is not None and created is not None and priority_value is not None
     return Task(
-        id=int(item["id"]),
-        phid=item["phid"],
-        title=str(fields.get("name") or ""),
+        id=task_id,
+        phid=phid,
+        title=shape.text(fields.get("name"), "fields.name") or "",
         status=status_value,
-        status_name=str(status.get("name") or status_value),
+        status_name=shape.text(status.get("name"), "fields.status.name", optional=True) or status_value,
         is_closed=bool(is_closed),
-        priority=int(priority.get("value") or 0),
-        priority_name=str(priority.get("name") or ""),
-        author_phid=fields.get("authorPHID"),
-        owner_phid=fields.get("ownerPHID"),
-        points=_points(fields.get("points")),
+        priority=priority_value,
+        priority_name=shape.text(priority.get("name"), "fields.priority.name", optional=True) or "",
+        author_phid=shape.phid(fields.get("authorPHID"), "fields.authorPHID", optional=True),
+        owner_phid=shape.phid(fields.get("ownerPHID"), "fields.ownerPHID", optional=True),
+        points=_points(shape, fields.get("points")),
         created=created,
-        modified=from_epoch(fields.get("dateModified")) or created,
-        closed_at=from_epoch(fields.get("dateClosed")),
-        description=str((fields.get("description") or {}).get("raw") or ""),
+        modified=shape.epoch(fields.get("dateModified"), "fields.dateModified", optional=True) or created,
+        closed_at=closed_at,
+        description=shape.text(description.get("raw"), "fields.description.raw", optional=True) or "",
         project_phids=tuple(projects),
         subscriber_phids=tuple(subscribers),
         columns=columns,
@@ -146,9 +213,19 @@ def fetch_users(client: ConduitClient, *, phids: Iterable[str] = (), usernames: 
     for key, values in (("phids", sorted(set(phids))), ("usernames", sorted(set(usernames)))):
         for batch in _batches([v for v in values if v]):
             for item in client.search("user.search", constraints={key: batch}, attachments={"availability": True}):
-                user = parse_user(item)
+                user = parse_user(item, availability=True)
                 users[user.phid] = user
     return users
+
+
+def _project(item: Any) -> dict[str, Any]:
+    """One ``project.search`` item: a PHID and ``fields`` with a string name are relied on."""
+    shape, record = _record("project.search", item, "project")
+    shape.phid(record.get("phid"), "phid")
+    fields = shape.mapping(record.get("fields"), "fields")
+    shape.text(fields.get("name"), "fields.name")
+    shape.text(fields.get("slug"), "fields.slug", optional=True)
+    return dict(record)
 
 
 def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file: str) -> dict[str, dict[str, Any]]:
@@ -158,11 +235,15 @@ def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file:
     slugs = [ident.lstrip("#") for _, ident in wanted if ident.startswith("#")]
     if phids:
         for item in client.search("project.search", constraints={"phids": phids}):
-            found[item["phid"]] = item
+            project = _project(item)
+            found[project["phid"]] = project
     if slugs:
         result = client.call("project.search", constraints={"slugs": slugs}, limit=PAGE_LIMIT)
-        by_phid = {item["phid"]: item for item in result.get("data", [])}
-        slug_map = (result.get("maps") or {}).get("slugMap") or {}
+        shape = Shape("project.search", "result")
+        answer = shape.mapping(result, "result")
+        by_phid = {p["phid"]: p for p in map(_project, shape.items(answer.get("data"), "data"))}
+        maps = shape.mapping(answer.get("maps") or {}, "maps", empty_list=True)
+        slug_map = shape.mapping(maps.get("slugMap") or {}, "maps.slugMap", empty_list=True)
         for slug in slugs:
             entry = slug_map.get(slug)
             if isinstance(entry, dict) and entry.get("projectPHID") in by_phid:
@@ -170,7 +251,7 @@ def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file:
     for key, ident in wanted:
         if ident.startswith(("PHID-PROJ-", "#")):
             continue
-        candidates = list(client.search("project.search", constraints={"name": ident}))
+        candidates = [_project(c) for c in client.search("project.search", constraints={"name": ident})]
         exact = [c for c in candidates if str(c["fields"].get("name", "")).casefold() == ident.casefold()]
         if exact:
             found[ident] = exact[0]

@@ -14,6 +14,14 @@ Writes are never retried blindly: a write that timed out or got a 5xx may have b
 so it raises :class:`ConduitWriteUncertain` and the caller checks before trying again. The
 only write retried is one the server *refused before doing anything*: HTTP 429, or a
 connection that could not be established at all.
+
+Hostile or broken servers: redirects are never followed (the POST body holds the token; a 3xx
+is :class:`ConduitRedirectError`); an answer is read in chunks and reading stops past
+``max_answer_bytes`` (:class:`ConduitAnswerTooLarge`, not retried); each attempt has a total
+deadline of ``timeout`` seconds from sending to the last byte, enforced by a watchdog that shuts
+the socket down (requests' own timeouts are per socket operation, so a server trickling one
+byte at a time would never trip them). The worst case for a read is therefore
+``(retries + 1) * timeout`` plus the backoff sleeps (each at most ``backoff_max``).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -29,19 +37,30 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from clinicbot.errors import (
+    TOKEN_RE,
+    ConduitAnswerTooLarge,
     ConduitAPIError,
     ConduitCapabilityError,
     ConduitProtocolError,
+    ConduitRedirectError,
     ConduitTransportError,
     ConduitWriteUncertain,
+    redact,
+    register_secret,
 )
+
+__all__ = ["TOKEN_RE", "redact", "ConduitClient", "Secret", "HTTPAnswer", "TransportFailure", "RequestsTransport"]
 
 log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 100  # the server's maximum; more gives ERR-INVALID-PAGE-SIZE
-TOKEN_RE = re.compile(r"(api|cli)-[A-Za-z0-9]{20,}")
+DEFAULT_MAX_ANSWER_BYTES = 64 * 2**20  # phabricator.max_answer_mb
+_CHUNK = 64 * 1024
 
 # Methods that change something on the server. Everything else is a read and safe to retry.
 WRITE_SUFFIXES = (".edit", ".create", ".delete", ".close", ".update", ".createtask", ".createcomment")
@@ -70,13 +89,6 @@ def is_write(method: str) -> bool:
     return method in WRITE_METHODS or method.endswith(WRITE_SUFFIXES)
 
 
-def redact(text: str, token: str | None = None) -> str:
-    """Remove the token (and anything shaped like a Conduit token) from text."""
-    if token:
-        text = text.replace(token, "api-REDACTED")
-    return TOKEN_RE.sub(lambda m: m.group(1) + "-REDACTED", text)
-
-
 class Secret:
     """A string that never shows itself in repr/str/logs."""
 
@@ -84,6 +96,7 @@ class Secret:
 
     def __init__(self, value: str):
         self._value = value
+        register_secret(value)  # redact() and the log handler remove it from now on
 
     def reveal(self) -> str:
         return self._value
@@ -108,15 +121,19 @@ class Secret:
 class HTTPAnswer:
     status: int
     text: str
+    location: str | None = None  # the Location header of a 3xx
 
 
 class TransportFailure(Exception):
-    """Raised by a transport. ``sent`` says whether the request may have reached the server."""
+    """Raised by a transport. ``sent`` says whether the request may have reached the server;
+    ``retryable`` is False when trying again cannot help (the answer was too large)."""
 
-    def __init__(self, reason: str, *, sent: bool):
+    def __init__(self, reason: str, *, sent: bool, retryable: bool = True, too_large: int | None = None):
         super().__init__(reason)
         self.reason = reason
         self.sent = sent
+        self.retryable = retryable
+        self.too_large = too_large  # the cap in bytes, when the answer passed it
 
 
 class Transport(Protocol):
@@ -125,23 +142,124 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-class RequestsTransport:
-    """One ``requests.Session`` for the life of the client, so connections are reused."""
+# The watchdog: requests' timeouts are per socket operation, so a server sending one byte per
+# second never trips them. Each attempt registers a _Watch in a thread-local; the connection
+# classes below hand it their socket as they send, and a timer shuts that socket down at the
+# deadline, which ends any read blocked on it (status line, headers or body).
+_current = threading.local()
 
-    def __init__(self, session: requests.Session | None = None, user_agent: str = "clinicbot"):
+
+class _Watch:
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.fired = False
+        self._lock = threading.Lock()
+
+    def attach(self, conn: Any) -> None:
+        with self._lock:
+            self.conn = conn
+            fired = self.fired
+        if fired:
+            self._shutdown()
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        sock = getattr(self.conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _WatchedMixin:
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            watch.attach(self)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            watch.attach(self)
+
+
+class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class RequestsTransport:
+    """One ``requests.Session`` for the life of the client, so connections are reused.
+
+    Redirects are never followed; the body is streamed and reading stops past
+    ``max_answer_bytes``; each post has a total deadline of ``timeout`` seconds.
+    """
+
+    def __init__(self, session: requests.Session | None = None, user_agent: str = "clinicbot",
+                 max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES):
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = user_agent
+        self.session.max_redirects = 0
+        if session is None:
+            adapter = _WatchedAdapter()
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+        self.max_answer_bytes = max_answer_bytes
 
     def post(self, url: str, data: dict[str, str], timeout: float) -> HTTPAnswer:
+        watch = _Watch()
+        timer = threading.Timer(timeout, watch.fire)
+        timer.daemon = True
+        _current.watch = watch
+        started = time.monotonic()
+        timer.start()
+        try:
+            return self._post(url, data, timeout, watch, started)
+        finally:
+            timer.cancel()
+            _current.watch = None
+
+    def _post(self, url: str, data: dict[str, str], timeout: float, watch: _Watch, started: float) -> HTTPAnswer:
         # The one place where requests' exceptions become ours. Messages are built from the
         # exception *class* and URL only: requests can quote the request body, which holds the token.
+        def late() -> TransportFailure:
+            return TransportFailure(f"the answer from {url} took longer than {timeout:g} s in total "
+                                    "(the server is slow or trickling its answer)", sent=True)
         try:
-            resp = self.session.post(url, data=data, timeout=timeout)
+            resp = self.session.post(url, data=data, timeout=timeout, allow_redirects=False, stream=True)
         except requests.exceptions.ConnectTimeout:
             raise TransportFailure(f"could not connect to {url} within {timeout:g} s", sent=False) from None
         except requests.exceptions.ReadTimeout:
+            if watch.fired:
+                raise late() from None
             raise TransportFailure(f"no answer from {url} within {timeout:g} s", sent=True) from None
         except requests.exceptions.ConnectionError as exc:
+            if watch.fired:
+                raise late() from None
             # A refused/unresolvable connection never carried the request; a reset one may have.
             text = str(exc)
             never_sent = any(s in text for s in ("NewConnectionError", "Name or service", "Failed to resolve",
@@ -149,8 +267,50 @@ class RequestsTransport:
             kind = "connection refused or host unknown" if never_sent else "connection dropped"
             raise TransportFailure(f"{kind} ({url})", sent=not never_sent) from None
         except requests.exceptions.RequestException as exc:
+            if watch.fired:
+                raise late() from None
             raise TransportFailure(f"{type(exc).__name__} talking to {url}", sent=True) from None
-        return HTTPAnswer(resp.status_code, resp.text)
+        try:
+            if 300 <= resp.status_code < 400:
+                return HTTPAnswer(resp.status_code, "", location=resp.headers.get("Location"))
+            body = self._read_body(resp, url, watch, started, timeout)
+        except TransportFailure:
+            raise
+        except (requests.exceptions.RequestException, OSError, ValueError) as exc:
+            if watch.fired or time.monotonic() - started >= timeout:
+                raise late() from None
+            raise TransportFailure(f"{type(exc).__name__} reading the answer from {url}", sent=True) from None
+        finally:
+            resp.close()
+        if watch.fired:
+            raise late()
+        encoding = resp.encoding or "utf-8"
+        try:
+            text = body.decode(encoding, errors="replace")
+        except LookupError:  # a charset Python does not know
+            text = body.decode("utf-8", errors="replace")
+        return HTTPAnswer(resp.status_code, text)
+
+    def _read_body(self, resp: requests.Response, url: str, watch: _Watch, started: float, timeout: float) -> bytes:
+        cap = self.max_answer_bytes
+
+        def too_large() -> TransportFailure:
+            return TransportFailure(f"the answer from {url} is larger than {cap} bytes", sent=True,
+                                    retryable=False, too_large=cap)
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise too_large()
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise too_large()
+            chunks.append(chunk)
+            if watch.fired or time.monotonic() - started > timeout:
+                raise TransportFailure(f"the answer from {url} took longer than {timeout:g} s in total "
+                                       "(the server is slow or trickling its answer)", sent=True)
+        return b"".join(chunks)
 
     def close(self) -> None:
         self.session.close()
@@ -206,12 +366,13 @@ class ConduitClient:
         backoff_max: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ):
         if not url.endswith("/"):
             url += "/"
         self.url = url
         self._token = token if isinstance(token, Secret) else Secret(token)
-        self.transport = transport or RequestsTransport()
+        self.transport = transport or RequestsTransport(max_answer_bytes=max_answer_bytes)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -253,16 +414,25 @@ class ConduitClient:
                 reason = redact(fail.reason, self._token.reveal())
                 if write and fail.sent:
                     raise ConduitWriteUncertain(method, reason) from None
+                if fail.too_large is not None:
+                    raise ConduitAnswerTooLarge(method, url, fail.too_large) from None
+                if not fail.retryable:
+                    raise ConduitTransportError(method, reason, attempts=attempt) from None
                 if attempt > self.retries:
                     raise ConduitTransportError(method, reason, attempts=attempt) from None
                 self._wait(method, attempt, reason)
                 continue
             elapsed = time.monotonic() - started
 
+            if 300 <= answer.status < 400:
+                # Never followed: the body (token included) would go wherever Location points.
+                # A redirect is answered before anything runs, so even a write was not applied.
+                self.stats.waited(elapsed)
+                raise ConduitRedirectError(method, answer.status, url, answer.location)
             if answer.status != 200:
                 self.stats.waited(elapsed)
                 reason = f"HTTP {answer.status}"
-                snippet = " ".join(redact(answer.text[:120], self._token.reveal()).split())
+                snippet = " ".join(redact(redact(answer.text[:2000], self._token.reveal())[:120]).split())
                 if snippet:
                     reason += f" ({snippet})"
                 retryable = answer.status == 429 or answer.status >= 500
@@ -296,7 +466,7 @@ class ConduitClient:
         try:
             envelope = json.loads(text)
         except ValueError:
-            snippet = " ".join(redact(text[:60], self._token.reveal()).split())
+            snippet = " ".join(redact(redact(text[:2000], self._token.reveal())[:60]).split())
             raise ConduitProtocolError(method, f"body is not JSON ({snippet!r})") from None
         if not isinstance(envelope, dict) or "result" not in envelope:
             raise ConduitProtocolError(method, "JSON without a 'result' key")

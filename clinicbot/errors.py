@@ -3,7 +3,8 @@
 Core code raises these plain exceptions; only ``cli.py`` turns them into exit codes.
 Every message is one line that names what went wrong (the file and key, or the Conduit
 method and error code) and says what to do about it. No message ever contains the
-Conduit token.
+Conduit token: every ConduitError message passes through :func:`redact` when it is made,
+so whatever stores or prints it downstream (ledger, logs, stderr) gets clean text.
 
 ::
 
@@ -16,21 +17,98 @@ Conduit token.
     │   ├── ConduitAPIError(method, code, info)       the server answered with an error_code
     │   │     (ERR-CONDUIT-CALL: an unknown method -> upgrade the server; undefined parameters -> our bug)
     │   ├── ConduitTransportError(method, reason)     network, timeout, HTTP 5xx/429 after retries
-    │   │   └── ConduitWriteUncertain                 a write timed out: it may or may not have applied
+    │   │   ├── ConduitWriteUncertain                 a write timed out: it may or may not have applied
+    │   │   └── ConduitAnswerTooLarge                 the answer passed phabricator.max_answer_mb
+    │   ├── ConduitRedirectError(method, location)    HTTP 3xx: never followed (the token would go along)
     │   ├── ConduitProtocolError(method, detail)      the answer was not Conduit JSON
+    │   │   └── ConduitShapeError(method, obj, field, got)  JSON, but a field has the wrong type/shape
     │   └── ConduitCapabilityError(missing)           the server lacks methods clinicbot needs
     └── SafetyCapExceeded(limit, planned)   exit 4  more writes planned than the per-run cap allows
 """
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_CONDUIT = 3
 EXIT_CAP = 4
+
+
+# --------------------------------------------------------------------------------------------
+# Redaction: the one function that keeps the Conduit token out of every message.
+
+REDACTED = "api-REDACTED"
+# Anything shaped like a Conduit token, in any case, with the dash possibly escaped
+# (URL-encoded, JSON \u002d, \x2d, HTML entity): servers and proxies echo tokens transformed.
+_DASH = r"(?:-|%2d|\\u002d|\\x2d|&#45;|&#x2d;)"
+TOKEN_RE = re.compile(r"(?:api|cli)" + _DASH + r"[a-z0-9]{20,}", re.IGNORECASE)
+# A run of token-ish text, escapes included, decoded before it is compared with the secrets.
+_RUN_RE = re.compile(r"(?:[A-Za-z0-9-]|%[0-9A-Fa-f]{2}|\\u00[0-9A-Fa-f]{2}|\\x[0-9A-Fa-f]{2}|&#x?[0-9A-Fa-f]{1,4};)+")
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})|\\u00([0-9A-Fa-f]{2})|\\x([0-9A-Fa-f]{2})|&#(x?)([0-9A-Fa-f]{1,4});")
+_FRAGMENT_MIN = 10  # a run this long that is part of a known secret is redacted (a cut-off echo)
+_MIN_SECRET = 8  # shorter values are not registered process-wide (they would redact ordinary words)
+
+_secrets: tuple[str, ...] = ()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret for the life of the process: :func:`redact` removes it from every text
+    (the log handler and every ConduitError message included) even when it is not passed in."""
+    global _secrets
+    if value and len(value) >= _MIN_SECRET:
+        with _secrets_lock:
+            if value not in _secrets:
+                _secrets = _secrets + (value,)
+
+
+def _variants(secret: str) -> set[str]:
+    return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1],
+            secret.replace("-", "%2D"), json.dumps(secret, ensure_ascii=True)[1:-1].replace("-", "\\u002d")}
+
+
+def _unescape(run: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m.group(5) is not None:
+            return chr(int(m.group(5), 16 if m.group(4) else 10))
+        return chr(int(m.group(1) or m.group(2) or m.group(3), 16))
+    try:
+        return _ESCAPE_RE.sub(one, run)
+    except (ValueError, OverflowError):
+        return run
+
+
+def redact(text: str, token: str | None = None) -> str:
+    """Remove the token from text: as given, in any case, URL-encoded, JSON-escaped, partly
+    escaped, or cut off (a run of at least 10 characters of it), plus anything shaped like a
+    Conduit token. ``token`` is added to the secrets registered with :func:`register_secret`."""
+    secrets = [s for s in (*_secrets, token or "") if s]
+    for secret in secrets:
+        pattern = "|".join(re.escape(v) for v in sorted(_variants(secret), key=len, reverse=True))
+        text = re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
+    lowered = [s.lower() for s in secrets]
+
+    def run(m: re.Match[str]) -> str:
+        raw = m.group(0)
+        if raw == REDACTED or len(raw) < _FRAGMENT_MIN:
+            return raw
+        plain = _unescape(raw).lower()
+        if TOKEN_RE.search(plain):
+            return REDACTED
+        for secret in lowered:
+            if secret in plain or (len(plain) >= _FRAGMENT_MIN and plain.strip("-") in secret):
+                return REDACTED
+        return raw
+
+    text = _RUN_RE.sub(run, text)
+    return TOKEN_RE.sub(REDACTED, text)
 
 
 class ClinicbotError(Exception):
@@ -93,7 +171,7 @@ class ConduitError(ClinicbotError):
 
     def __init__(self, method: str, message: str):
         self.method = method
-        super().__init__(message)
+        super().__init__(redact(message))
 
 
 class ConduitAPIError(ConduitError):
@@ -117,7 +195,7 @@ class ConduitAPIError(ConduitError):
 
     def __init__(self, method: str, code: str, info: str | None):
         self.code = code
-        self.info = info or ""
+        self.info = redact(info or "")
         # error_info can be multi-line ("Validation errors:\n  - ...") or hold HTML: fold it to one line.
         info_line = " ".join(self.info.split())
         self.undefined_params: tuple[str, ...] = ()
@@ -148,7 +226,7 @@ class ConduitTransportError(ConduitError):
     """Network failure, timeout, or HTTP error status that retries did not cure."""
 
     def __init__(self, method: str, reason: str, *, status: int | None = None, attempts: int = 1):
-        self.reason = reason
+        self.reason = redact(reason)
         self.status = status
         self.attempts = attempts
         tries = f" after {attempts} attempts" if attempts > 1 else ""
@@ -172,9 +250,41 @@ class ConduitWriteUncertain(ConduitTransportError):
             f"Conduit {method} may or may not have been applied: {reason}; "
             "not retried (the next run checks before writing again)",
         )
-        self.reason = reason
+        self.reason = redact(reason)
         self.status = None
         self.attempts = 1
+
+
+class ConduitAnswerTooLarge(ConduitTransportError):
+    """The answer grew past ``phabricator.max_answer_mb``: reading stopped there (not retried)."""
+
+    def __init__(self, method: str, url: str, limit_bytes: int):
+        self.limit_bytes = limit_bytes
+        ConduitError.__init__(
+            self,
+            method,
+            f"Conduit {method}: the answer from {url} is larger than {limit_bytes / 2**20:g} MB, so reading stopped "
+            "there (is phabricator.url the Phabricator base URL? if it is, raise phabricator.max_answer_mb)",
+        )
+        self.reason = "answer too large"
+        self.status = None
+        self.attempts = 1
+
+
+class ConduitRedirectError(ConduitError):
+    """The server answered a Conduit call with an HTTP redirect. Never followed: requests would
+    send the POST body, token included, to wherever ``Location`` points."""
+
+    def __init__(self, method: str, status: int, url: str, location: str | None):
+        self.status = status
+        self.location = redact(location or "")
+        where = f"to {self.location}" if self.location else "with no Location"
+        super().__init__(
+            method,
+            f"Conduit {method}: {url} answered HTTP {status}, a redirect {where}; not followed (the token "
+            "would go along). Set phabricator.url to the server's real base URL: usually https:// instead of "
+            "http://, the canonical host name, or a missing path or trailing slash",
+        )
 
 
 class ConduitProtocolError(ConduitError):
@@ -186,6 +296,36 @@ class ConduitProtocolError(ConduitError):
             method,
             f"Conduit {method} returned something that is not a Conduit answer: {detail} "
             "(is phabricator.url the Phabricator base URL?)",
+        )
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=True, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class ConduitShapeError(ConduitProtocolError):
+    """A Conduit answer is JSON but a field clinicbot relies on has the wrong type or shape.
+
+    Raised where answers are parsed, naming the method, the object (``T12``, a PHID, ``result``),
+    the field (``fields.ownerPHID``) and what came instead: never a silently smaller result.
+    """
+
+    def __init__(self, method: str, obj: str, field: str, got: Any, expected: str):
+        self.object = obj
+        self.field = field
+        self.got = got
+        self.expected = expected
+        self.detail = f"{obj} with {field} = {_shown(got)} (expected {expected})"
+        ConduitError.__init__(
+            self,
+            method,
+            f"Conduit {method} answered {self.detail}; clinicbot cannot read that answer and stopped rather than "
+            "give a partial result. Check that phabricator.url points at Phabricator/Phorge itself (not a proxy or "
+            "plugin that rewrites answers) and report this with the server's version",
         )
 
 

@@ -45,7 +45,7 @@ from datetime import datetime
 from typing import Any
 
 from clinicbot.errors import ConduitAPIError, ConduitError
-from clinicbot.model import from_epoch
+from clinicbot.model import Shape
 
 log = logging.getLogger(__name__)
 
@@ -294,13 +294,13 @@ def _diff(kind: str, base: dict[str, Any], old: Any, new: Any) -> list[Event]:
     return _change(kind, base, new_set - old_set, old_set - new_set)
 
 
-def _dedupe(items: Iterable[Any]) -> list[dict[str, Any]]:
+def _dedupe(items: Iterable[Any], shape: Shape) -> list[dict[str, Any]]:
     # Pages may overlap if a caller concatenates retries; a transaction id is unique.
     seen: set[Any] = set()
     out = []
     for item in items:
         if not isinstance(item, dict):
-            continue
+            shape.fail("data[]", item, "a transaction object")
         key = item.get("id", item.get("transactionID"))
         if key is not None:
             if key in seen:
@@ -326,15 +326,23 @@ def _ts_comment_text(item: dict[str, Any]) -> str | None:
     return text or None  # a removed comment's text is blanked
 
 
-def _ts_events(item: dict[str, Any]) -> tuple[list[Event], bool]:
+def _base(shape: Shape, item: dict[str, Any], id_key: str, group_id: Any) -> dict[str, Any]:
+    """What every event of one transaction shares; the shapes the timeline relies on are checked."""
+    xid = shape.integer(item.get(id_key), id_key, optional=True)
+    where = f"transaction {xid}" if xid is not None else "a transaction"
+    return {"at": shape.epoch(item.get("dateCreated"), f"{where} dateCreated"),
+            "author_phid": shape.phid(item.get("authorPHID") or None, f"{where} authorPHID", optional=True),
+            "xaction_id": xid,
+            "group_id": shape.text(group_id or None, f"{where} group id", optional=True)}
+
+
+def _ts_events(item: dict[str, Any], shape: Shape) -> tuple[list[Event], bool]:
     """Events of one transaction.search item, and whether it was an unreadable ``type: null``."""
-    at = from_epoch(item.get("dateCreated"))
-    if at is None:
-        return [], True
-    base = {"at": at, "author_phid": item.get("authorPHID") or None, "xaction_id": _int(item.get("id")),
-            "group_id": item.get("groupID") or None}
-    kind = item.get("type")  # the key is missing altogether on old servers
-    fields = item.get("fields") if isinstance(item.get("fields"), dict) else {}
+    base = _base(shape, item, "id", item.get("groupID"))
+    where = f"transaction {base['xaction_id']}"
+    kind = shape.text(item.get("type"), f"{where} type", optional=True)  # missing altogether on old servers
+    fields = shape.mapping(item.get("fields") or {}, f"{where} fields", empty_list=True)
+    shape.items(item.get("comments"), f"{where} comments", optional=True)
     old, new = fields.get("old"), fields.get("new")
 
     if kind is None:
@@ -387,8 +395,12 @@ def timeline_from_transaction_search(task_phid: str, task_id: int, items: list[d
     """
     events: list[Event] = []
     unreadable = 0
-    for item in _dedupe(items):
-        got, bad = _ts_events(item)
+    shape = Shape(SEARCH_METHOD, f"T{task_id}")
+    for item in _dedupe(items, shape):
+        try:
+            got, bad = _ts_events(item, shape)
+        except (TypeError, ValueError, AttributeError):  # a value of the wrong type inside fields/comments
+            shape.fail(f"transaction {item.get('id')} fields", item.get("fields"), f"the fields of a {item.get('type')!r}")
         events.extend(got)
         unreadable += bad
     # Items arrive newest first; the Timeline sorts by (time, id) and keeps the order of
@@ -406,14 +418,10 @@ def timeline_from_transaction_search(task_phid: str, task_id: int, items: list[d
 # maniphest.gettasktransactions (legacy)
 
 
-def _legacy_events(item: dict[str, Any]) -> list[Event]:
-    at = from_epoch(item.get("dateCreated"))
-    if at is None:
-        return []
-    meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
-    base = {"at": at, "author_phid": item.get("authorPHID") or None, "xaction_id": _int(item.get("transactionID")),
-            "group_id": meta.get("core.groupID") or None}
-    kind = item.get("transactionType")
+def _legacy_events(item: dict[str, Any], shape: Shape) -> list[Event]:
+    meta = shape.mapping(item.get("meta") or {}, "meta", empty_list=True)
+    base = _base(shape, item, "transactionID", meta.get("core.groupID"))
+    kind = shape.text(item.get("transactionType"), f"transaction {base['xaction_id']} transactionType", optional=True)
     old, new = item.get("oldValue"), item.get("newValue")
 
     if kind == "core:create":
@@ -460,8 +468,13 @@ def timeline_from_legacy(task_phid: str, task_id: int, items: list[dict]) -> Tim
     servers), so ``structured_columns`` is True.
     """
     events: list[Event] = []
-    for item in _dedupe(items):
-        events.extend(_legacy_events(item))
+    shape = Shape(LEGACY_METHOD, f"T{task_id}")
+    for item in _dedupe(shape.items(items, "transactions"), shape):
+        try:
+            events.extend(_legacy_events(item, shape))
+        except (TypeError, ValueError, AttributeError):  # a value of the wrong type in old/newValue
+            shape.fail(f"transaction {item.get('transactionID')} newValue", item.get("newValue"),
+                       f"the value of a {item.get('transactionType')!r}")
     return Timeline(task_phid, int(task_id), tuple(events))
 
 
@@ -538,7 +551,7 @@ def fetch_timelines(
             except ConduitError as exc:
                 raise TaskHistoryError(LEGACY_METHOD, chunk, exc) from exc
             # Keyed by id string in no particular order; PHP encodes an empty answer as [].
-            by_id = result if isinstance(result, dict) else {}
+            by_id = Shape(LEGACY_METHOD, "result").mapping(result, "result", empty_list=True)
             for task_id in chunk:
                 items = by_id.get(str(task_id))
                 if items is None:

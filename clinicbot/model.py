@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NoReturn
+
+from clinicbot.errors import ConduitShapeError
 
 if TYPE_CHECKING:  # pragma: no cover
     from clinicbot.history import Timeline
@@ -36,6 +38,83 @@ def from_epoch(value: int | str | None) -> datetime | None:
     if value is None or value == "":
         return None
     return datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+class Shape:
+    """Reads the fields of one Conduit object, checking the shapes clinicbot relies on.
+
+    A wrong shape raises :class:`ConduitShapeError` naming the method, the object (``T12``, a
+    PHID, ``result``) and the field: never a silent default that would shrink a result.
+    """
+
+    def __init__(self, method: str, obj: str):
+        self.method = method
+        self.obj = obj
+
+    def fail(self, field: str, got: Any, expected: str) -> NoReturn:
+        raise ConduitShapeError(self.method, self.obj, field, got, expected)
+
+    def mapping(self, value: Any, field: str, *, empty_list: bool = False) -> Mapping[str, Any]:
+        """An object; ``empty_list``: PHP encodes an empty map as ``[]``, accept it as ``{}``."""
+        if isinstance(value, dict):
+            return value
+        if empty_list and value == []:
+            return {}
+        self.fail(field, value, "an object")
+
+    def text(self, value: Any, field: str, *, optional: bool = False) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            self.fail(field, value, "a string" + (" or null" if optional else ""))
+        return value
+
+    def phid(self, value: Any, field: str, *, optional: bool = False) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value.startswith("PHID-"):
+            self.fail(field, value, "a PHID" + (" or null" if optional else ""))
+        return value
+
+    def integer(self, value: Any, field: str, *, optional: bool = False) -> int | None:
+        """An int, or a string of digits (legacy methods send numbers as strings)."""
+        if value is None and optional:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+        self.fail(field, value, "a whole number" + (" or null" if optional else ""))
+
+    def epoch(self, value: Any, field: str, *, optional: bool = False) -> datetime | None:
+        """A Conduit date: epoch seconds (int, or a digit string in legacy methods)."""
+        if value is None and optional:
+            return None
+        if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdigit()):
+            try:
+                return datetime.fromtimestamp(int(value), tz=timezone.utc)
+            except (OverflowError, OSError, ValueError):
+                pass
+        self.fail(field, value, "a date as epoch seconds" + (" or null" if optional else ""))
+
+    def flag(self, value: Any, field: str) -> bool:
+        """A boolean; a missing key (None) is False."""
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        self.fail(field, value, "true or false")
+
+    def items(self, value: Any, field: str, *, optional: bool = False) -> list[Any]:
+        if value is None and optional:
+            return []
+        if not isinstance(value, list):
+            self.fail(field, value, "a list")
+        return value
+
+    def phids(self, value: Any, field: str) -> list[str]:
+        out = self.items(value, field)
+        for i, item in enumerate(out):
+            self.phid(item, f"{field}[{i}]")
+        return out
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,21 @@ from typing import Any, Iterable, Mapping
 from clinicbot.boards import BoardData, fetch_users, load_boards, resolve_projects
 from clinicbot.conduit import ConduitClient
 from clinicbot.config import Config
-from clinicbot.model import Snapshot, User
+from clinicbot.model import Shape, Snapshot, User
 
 log = logging.getLogger(__name__)
 
 
 def whoami(client: ConduitClient) -> dict:
-    return client.call("user.whoami")
+    """``user.whoami``: the bot's own account. Its PHID and user name are relied on (they keep the
+    bot's own actions out of activity), so nulls or other types there are a ConduitShapeError."""
+    result = client.call("user.whoami")
+    shape = Shape("user.whoami", "result")
+    me = shape.mapping(result, "result")
+    shape.phid(me.get("phid"), "phid")
+    if not shape.text(me.get("userName"), "userName"):
+        shape.fail("userName", me.get("userName"), "the bot's user name")
+    return dict(me)
 
 
 def team_usernames(config: Config, extra: Iterable[str] = ()) -> set[str]:
@@ -37,7 +45,13 @@ def team_projects(client: ConduitClient, config: Config, data: BoardData) -> tup
         phids = frozenset(b.phid for b in data.boards)
     members: set[str] = set()
     for item in client.search("project.search", constraints={"phids": sorted(phids)}, attachments={"members": True}):
-        members.update(m["phid"] for m in (item.get("attachments") or {}).get("members", {}).get("members", []))
+        shape = Shape("project.search", str(item.get("phid")) if isinstance(item, dict) else "a project")
+        record = shape.mapping(item, "data[]")
+        attachment = shape.mapping(shape.mapping(record.get("attachments"), "attachments").get("members"),
+                                   "attachments.members")
+        for i, member in enumerate(shape.items(attachment.get("members"), "attachments.members.members")):
+            members.add(str(shape.phid(shape.mapping(member, f"attachments.members.members[{i}]").get("phid"),
+                                       f"attachments.members.members[{i}].phid")))
     return phids, members
 
 

@@ -18,10 +18,15 @@ from clinicbot.boards import (
 )
 from clinicbot.config import parse_config
 from clinicbot.errors import ConfigError
-from conftest import recorded_result
+from conftest import recorded_result, recording
 
 CPT = "PHID-PROJ-xvlu2w3dfxng35zunpfl"
 REL = "PHID-PROJ-acnbyftua5i4t75y4lvl"
+
+
+def asked(name: str) -> tuple[str, ...]:
+    """The attachments the recorded request asked for: those must be in the answer."""
+    return tuple((recording(name).get("request_params") or {}).get("attachments") or {})
 
 
 def statuses():
@@ -53,7 +58,8 @@ def test_task_fields_and_attachments():
 
 
 def test_points_string_fraction_and_null():
-    t28 = parse_task(recorded_result("maniphest.search--after-column-on-untagged-board")["data"][0], statuses())
+    name = "maniphest.search--after-column-on-untagged-board"
+    t28 = parse_task(recorded_result(name)["data"][0], statuses(), attachments=asked(name))
     assert t28.id == 28 and t28.points == 0.5
     data = recorded_result("maniphest.search--projects-attachments")["data"]
     by_id = {i["id"]: parse_task(i, statuses()) for i in data}
@@ -64,20 +70,21 @@ def test_milestone_task_with_boards_as_empty_list():
     data = recorded_result("maniphest.search--milestone-tasks-empty-boards")["data"]
     for item in data:
         assert item["attachments"]["columns"]["boards"] == []
-        assert parse_task(item, statuses()).columns == {}
+        assert parse_task(item, statuses(), attachments=asked("maniphest.search--milestone-tasks-empty-boards")).columns == {}
 
 
 def test_milestone_task_is_placed_in_the_parent_board_proxy_column():
     cols = [parse_column(c) for c in recorded_result("project.column.search--milestone-proxy-columns")["data"]]
     proxies = {c.proxy_phid: c for c in cols if c.proxy_phid}
     item = recorded_result("maniphest.search--milestone-tasks-empty-boards")["data"][0]
-    task = place_in_proxy_columns(parse_task(item, statuses()), proxies)
+    task = place_in_proxy_columns(parse_task(item, statuses(), attachments=asked("maniphest.search--milestone-tasks-empty-boards")),
+                                  proxies)
     assert task.columns[REL] in {c.phid for c in proxies.values()}
 
 
 def test_unconfigured_status_uses_date_closed():
     item = recorded_result("maniphest.search--task-with-unconfigured-status")["data"][0]
-    task = parse_task(item, statuses())
+    task = parse_task(item, statuses(), attachments=asked("maniphest.search--task-with-unconfigured-status"))
     assert task.status_name == "Unknown Status"
     assert task.is_closed is (item["fields"]["dateClosed"] is not None)
 
