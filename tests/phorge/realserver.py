@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,103 @@ class ScratchBoard:
     phid: str
     columns: dict[str, str]  # column name -> PHID
     tasks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Rendered:
+    """What the real renderer (``remarkup.process``) made live in a piece of Remarkup."""
+    people: list[str] = field(default_factory=list)          # person tags: usernames from /p/<name>/
+    object_tags: list[str] = field(default_factory=list)     # phui object tags (T1, {T1}): their hrefs
+    external_links: list[str] = field(default_factory=list)  # remarkup-link-ext hrefs
+    plain_links: list[str] = field(default_factory=list)     # other <a href> (e.g. [[ /T5 | T5 ]])
+    embeds: int = 0                                          # {F1} file embeds
+    bold: list[str] = field(default_factory=list)            # text of every <strong>/<b>
+    italic: list[str] = field(default_factory=list)          # text of every <em>/<i>
+    monospace: list[str] = field(default_factory=list)       # text of every inline monospace span
+    live_text: str = ""                                      # text outside monospace and literals
+
+    def problems(self, *, people: set[str] = frozenset(), links: set[str] = frozenset(),
+                 inert: tuple[str, ...] = ()) -> list[str]:
+        """Everything live that should not be: mentions of anyone but ``people``, object tags, external
+        links, embeds, links other than ``links`` (hrefs), bold/italic containing one of the ``inert``
+        snippets (words only task text contains), a stray ``%%%`` and control characters."""
+        found = [f"mention of @{p}" for p in self.people if p not in people]
+        found += [f"object tag {h}" for h in self.object_tags]
+        found += [f"external link {h}" for h in self.external_links]
+        found += [f"link {h}" for h in self.plain_links if h not in links]
+        found += ["file embed"] * self.embeds
+        found += [f"bold {b!r}" for b in self.bold if any(x in b for x in inert)]
+        found += [f"italic {i!r}" for i in self.italic if any(x in i for x in inert)]
+        if "%%%" in self.live_text:
+            found.append("stray %%%")
+        found += [f"control character U+{ord(c):04X}" for c in self.live_text + "".join(self.monospace)
+                  if re.match("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", c)]
+        return found
+
+
+class _RenderedParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out = Rendered()
+        self._stack: list[tuple[str, str]] = []  # (tag, kind)
+        self._texts: dict[int, list[str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        cls, href = a.get("class", ""), a.get("href", "")
+        kind = ""
+        if tag == "a":
+            if "phui-tag-type-person" in cls:
+                self.out.people.append(href.strip("/").removeprefix("p/"))
+            elif "phui-tag-type-object" in cls:
+                self.out.object_tags.append(href)
+            elif "remarkup-link-ext" in cls:
+                self.out.external_links.append(href)
+            elif "phabricator-remarkup-embed" in cls:
+                pass
+            elif href:
+                self.out.plain_links.append(href)
+        if "phabricator-remarkup-embed" in cls and tag == "div":
+            self.out.embeds += 1
+        if tag in ("strong", "b"):
+            kind = "bold"
+        elif tag in ("em", "i"):
+            kind = "italic"
+        elif "remarkup-monospaced" in cls:
+            kind = "mono"
+        elif "remarkup-literal" in cls or (tag == "pre" and "remarkup-code" in cls):
+            kind = "literal"
+        if tag in ("br", "img", "hr", "input", "meta", "link"):
+            return
+        self._stack.append((tag, kind))
+        self._texts[len(self._stack)] = []
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._stack:
+            open_tag, kind = self._stack.pop()
+            text = "".join(self._texts.pop(len(self._stack) + 1, []))
+            if kind == "bold":
+                self.out.bold.append(text)
+            elif kind == "italic":
+                self.out.italic.append(text)
+            elif kind == "mono":
+                self.out.monospace.append(text)
+            if open_tag == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        for depth in range(1, len(self._stack) + 1):
+            self._texts.setdefault(depth, []).append(data)
+        if not any(kind in ("mono", "literal") for _, kind in self._stack):
+            self.out.live_text += data
+
+
+def inspect_rendered(html_text: str) -> Rendered:
+    """Parse remarkup.process HTML into what is live in it (see ``Rendered.problems``)."""
+    parser = _RenderedParser()
+    parser.feed(html_text)
+    parser.close()
+    return parser.out
 
 
 class PhorgeServer:
@@ -142,23 +241,30 @@ class PhorgeServer:
     def scratch_board(self) -> ScratchBoard:
         """This session's own project and workboard (created on first use)."""
         if self._scratch is None:
-            name = f"Scratch {time.strftime('%Y%m%d-%H%M%S')} {uuid.uuid4().hex[:6]}"
-            res = self.call("project.edit", transactions=[
-                {"type": "name", "value": name},
-                {"type": "members.add", "value": [self.user_phid(u) for u in self.manifest["team"]]},
-            ])
-            phid = res["object"]["phid"]
-            columns = self._php("columns", {"actor": "admin", "projects": [
-                {"phid": phid, "columns": self.manifest["projects"][seed.CPT]["column_order"]}]})[phid]
-            self._scratch = ScratchBoard(name=name, phid=phid, columns=columns)
+            self._scratch = self.new_board("Scratch")
         return self._scratch
+
+    def new_board(self, label: str = "Scratch") -> ScratchBoard:
+        """A new project with a workboard of its own (the CPT column names), for a test that needs a
+        board no other test writes to: ``label`` plus a unique suffix names it."""
+        name = f"{label} {time.strftime('%Y%m%d-%H%M%S')} {uuid.uuid4().hex[:6]}"
+        res = self.call("project.edit", transactions=[
+            {"type": "name", "value": name},
+            {"type": "members.add", "value": [self.user_phid(u) for u in self.manifest["team"]]},
+        ])
+        phid = res["object"]["phid"]
+        columns = self._php("columns", {"actor": "admin", "projects": [
+            {"phid": phid, "columns": self.manifest["projects"][seed.CPT]["column_order"]}]})[phid]
+        return ScratchBoard(name=name, phid=phid, columns=columns)
 
     def scratch_task(self, title: str, *, column: str = "Inbox", priority: str = "triage",
                      author: str = "mallory", owner: str | None = None, status: str = "open",
-                     age_days: float | None = None, events: list[tuple] | None = None) -> dict[str, Any]:
-        """A task on the scratch board; with ``age_days`` it (and its ``events``, as in seed.TASKS:
-        (days ago, actor, comment|move|status, value)) is backdated relative to ``self.now``."""
-        board = self.scratch_board()
+                     age_days: float | None = None, events: list[tuple] | None = None,
+                     board: ScratchBoard | None = None) -> dict[str, Any]:
+        """A task on the scratch board (or on ``board``, from ``new_board``); with ``age_days`` it (and
+        its ``events``, as in seed.TASKS: (days ago, actor, comment|move|status, value)) is backdated
+        relative to ``self.now``."""
+        board = board or self.scratch_board()
         spec = {"key": f"scratch-{len(board.tasks) + 1}", "title": title, "author": author,
                 "cols": {board.name: column}, "priority": priority, "status": status,
                 "created": age_days or 0.0, "events": [(d, a, k, (board.name, v) if k == "move" else v)
@@ -235,9 +341,34 @@ class PhorgeServer:
         path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         return path
 
-    def scratch_board_config(self) -> list[dict[str, Any]]:
-        """The ``boards`` section for the scratch board (roles as on the seeded CPT board)."""
-        return [{"project": self.scratch_board().name, "columns": dict(BOARD_ROLES[seed.CPT])}]
+    def scratch_board_config(self, board: ScratchBoard | None = None) -> list[dict[str, Any]]:
+        """The ``boards`` section for the scratch board (or ``board``; roles as on the seeded CPT board)."""
+        board = board or self.scratch_board()
+        return [{"project": board.name, "columns": dict(BOARD_ROLES[seed.CPT])}]
+
+    # ------------------------------------------------------------------ what a test reads back
+    def tracking_task(self, title: str, author: str = "admin") -> dict[str, Any]:
+        """A task on no board (where a test posts reports): ``{id, monogram, phid}``."""
+        res = self.call("maniphest.edit", as_user=author, transactions=[{"type": "title", "value": title}])
+        task_id = res["object"]["id"]
+        return {"id": task_id, "monogram": f"T{task_id}", "phid": res["object"]["phid"]}
+
+    def search_tasks(self, phids: list[str]) -> dict[str, dict[str, Any]]:
+        """maniphest.search by PHID, with subscribers: PHID -> the result row."""
+        rows = self.call("maniphest.search", constraints={"phids": list(phids)},
+                         attachments={"subscribers": True}, limit=100)["data"]
+        return {r["phid"]: r for r in rows}
+
+    def subscribers(self, phids: list[str]) -> dict[str, set[str]]:
+        """Usernames subscribed to each task (PHID -> names; other PHIDs as they are)."""
+        names = {u["phid"]: name for name, u in self.manifest["users"].items()}
+        return {phid: {names.get(p, p) for p in row["attachments"]["subscribers"]["subscriberPHIDs"]}
+                for phid, row in self.search_tasks(phids).items()}
+
+    def bot_comment_transactions(self, task: str, since: int = 0) -> list[dict[str, Any]]:
+        """The bot's transactions on a task from ``since`` on (any type: comments, edges, files)."""
+        bot = self.user_phid("clinicbot")
+        return [x for x in self.transactions(task) if x["authorPHID"] == bot and x["dateCreated"] >= since]
 
 
 def run_clinicbot(config: Path, *args: str, now: datetime | None = None,
