@@ -158,3 +158,105 @@ def test_fetch_tasks_uses_column_constraint_and_attachments():
     assert params["constraints"] == {"columnPHIDs": ["PHID-PCOL-a", "PHID-PCOL-b"]}
     assert params["attachments"] == {"columns": True, "projects": True, "subscribers": True}
     assert len(tasks) == len(recorded_result("maniphest.search--projects-attachments")["data"])
+
+
+# -- issue 11 point 6: wrong shapes are one clear error, never a smaller result ------------------
+
+import copy  # noqa: E402
+import json as _json  # noqa: E402
+
+from clinicbot.errors import ConduitShapeError  # noqa: E402
+from conftest import RECORDINGS, SECOND_RECORDINGS  # noqa: E402
+
+
+def _task_item():
+    return copy.deepcopy(next(i for i in recorded_result("maniphest.search--projects-attachments")["data"] if i["id"] == 4))
+
+
+def _with(path, value):
+    item = _task_item()
+    target = item
+    keys = path.split(".")
+    for key in keys[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = value
+    return item
+
+
+@pytest.mark.parametrize("path,value,field", [
+    ("fields.dateCreated", "2026-11-01", "fields.dateCreated"),
+    ("fields.ownerPHID", 42, "fields.ownerPHID"),
+    ("fields", [], "fields"),
+    ("phid", None, "phid"),
+    ("attachments", [], "attachments"),
+    ("attachments.columns", KeyError, "attachments.columns"),
+    ("attachments.columns.boards", [1], "attachments.columns.boards"),
+    ("fields.priority.value", None, "fields.priority.value"),
+    ("fields.priority", None, "fields.priority"),
+    ("fields.status", "open", "fields.status"),
+    ("fields.points", "lots", "fields.points"),
+    ("attachments.projects.projectPHIDs", None, "attachments.projects.projectPHIDs"),
+])
+def test_parse_task_wrong_shape_is_a_shape_error(path, value, field):
+    with pytest.raises(ConduitShapeError) as info:
+        parse_task(_with(path, value), statuses(), attachments=asked("maniphest.search--projects-attachments"))
+    exc = info.value
+    assert exc.method == "maniphest.search" and exc.object == "T4" and exc.field == field
+    assert str(exc).startswith(f"Conduit maniphest.search answered T4 with {field} = ") and "\n" not in str(exc)
+    assert exc.exit_code == 3
+
+
+def test_a_task_on_no_board_still_parses():
+    # attachments.columns.boards is [] on the real server for a task on no board: not a wrong shape
+    item = _with("attachments.columns.boards", [])
+    assert parse_task(item, statuses(), attachments=asked("maniphest.search--projects-attachments")).columns == {}
+
+
+@pytest.mark.parametrize("parse,name,path,value", [
+    (parse_user, "user.search--phids-availability", "fields.username", None),
+    (parse_user, "user.search--phids-availability", "fields", []),
+    (parse_column, "project.column.search--projects-CPT", "fields.project", None),
+    (parse_column, "project.column.search--projects-CPT", "fields.sequence", "first"),
+    (parse_status, "maniphest.status.search", "closed", "yes"),
+    (parse_priority, "maniphest.priority.search", "value", None),
+])
+def test_other_parsers_wrong_shape(parse, name, path, value):
+    item = copy.deepcopy(recorded_result(name)["data"][0])
+    target = item
+    keys = path.split(".")
+    for key in keys[:-1]:
+        target = target[key]
+    target[keys[-1]] = value
+    with pytest.raises(ConduitShapeError) as info:
+        parse(item)
+    assert info.value.field == path
+
+
+def test_user_without_the_availability_it_asked_for():
+    item = copy.deepcopy(recorded_result("user.search--phids-availability")["data"][0])
+    item["attachments"] = []
+    assert parse_user(item).availability == "available"  # not asked for: fine
+    with pytest.raises(ConduitShapeError):
+        parse_user(item, availability=True)
+
+
+PARSERS = {"maniphest.search": lambda item, rec: parse_task(item, statuses(), attachments=tuple(
+               (rec.get("request_params") or {}).get("attachments") or {})),
+           "user.search": lambda item, rec: parse_user(item, availability=bool(
+               ((rec.get("request_params") or {}).get("attachments") or {}).get("availability"))),
+           "project.column.search": lambda item, rec: parse_column(item),
+           "maniphest.status.search": lambda item, rec: parse_status(item),
+           "maniphest.priority.search": lambda item, rec: parse_priority(item)}
+PARSED = sorted(p for p in [*RECORDINGS.glob("*.json"), *SECOND_RECORDINGS.glob("*.json")] if _json.loads(p.read_text())["method"] in PARSERS
+                and _json.loads(p.read_text())["response"].get("error_code") is None)
+
+
+@pytest.mark.parametrize("path", PARSED, ids=[p.stem for p in PARSED])
+def test_every_recorded_answer_parses(path):
+    rec = _json.loads(path.read_text())
+    data = rec["response"]["result"]["data"]
+    for item in data:
+        PARSERS[rec["method"]](item, rec)

@@ -662,3 +662,38 @@ def test_with_the_real_client_over_a_fake_transport():
     got = fetch_timelines(client, [(4, T4), (9999, "PHID-TASK-gone")], use_batch=False)
     assert got == {T4: timeline_from_transaction_search(T4, 4, full[T4])}
     assert client.stats.calls["transaction.search"] == 6
+
+
+# -- issue 11 point 6: wrong shapes in histories ---------------------------------------------------
+
+from clinicbot.errors import ConduitShapeError  # noqa: E402
+from clinicbot.history import timeline_from_legacy as _legacy, timeline_from_transaction_search as _ts  # noqa: E402
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"dateCreated": "yesterday"}, "dateCreated"),
+    ({"dateCreated": None}, "dateCreated"),
+    ({"authorPHID": 7}, "authorPHID"),
+    ({"type": 12}, "type"),
+    ({"fields": "status"}, "fields"),
+])
+def test_transaction_search_wrong_shape_is_a_shape_error(change, field):
+    item = {"id": 5, "phid": "PHID-XACT-TASK-x", "type": "status", "authorPHID": "PHID-USER-a",
+            "objectPHID": "PHID-TASK-a", "dateCreated": 1792363055, "dateModified": 1792363055,
+            "groupID": "g", "comments": [], "fields": {"old": "open", "new": "stalled"}}
+    assert _ts("PHID-TASK-a", 3, [item]).of_kind("status")
+    item.update(change)
+    with pytest.raises(ConduitShapeError) as info:
+        _ts("PHID-TASK-a", 3, [item])
+    assert info.value.object == "T3" and field in info.value.field and info.value.method == "transaction.search"
+
+
+def test_legacy_wrong_shapes():
+    with pytest.raises(ConduitShapeError):
+        _legacy("PHID-TASK-a", 3, {"not": "a list"})
+    with pytest.raises(ConduitShapeError):
+        _legacy("PHID-TASK-a", 3, [{"transactionID": "9", "transactionType": "priority", "dateCreated": "x",
+                                     "authorPHID": "PHID-USER-a", "oldValue": None, "newValue": "90"}])
+    with pytest.raises(ConduitShapeError):
+        _legacy("PHID-TASK-a", 3, [{"transactionID": "9", "transactionType": "priority", "dateCreated": "1792363055",
+                                     "authorPHID": "PHID-USER-a", "oldValue": None, "newValue": "high-ish"}])
