@@ -7,6 +7,7 @@ stderr); 2 config/state problems (lock held, corrupt ledger); 3 Phabricator; 4 t
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import datetime
 from typing import Any
@@ -152,11 +153,18 @@ def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: 
     if until and not snooze:
         raise ConfigError(None, "--snooze", "--until only makes sense with --snooze SLUG|T123")
     writing = bool(snooze or handled or unsnooze)
+    end = None
+    if snooze:
+        end = parse_now(until or "", "--until")
+        if end <= now:
+            raise ConfigError(None, "--until", f"{until} is not in the future")
+    if writing:
+        # Everything is checked against a read-only copy first: a bad argument writes nothing.
+        with Ledger.open(config.state_dir, readonly=True) as copy:
+            check_ledger_args(config, copy, now, snooze=snooze, unsnooze=unsnooze, handled=handled)
     with Ledger.open(config.state_dir, readonly=not writing) as book:
         if snooze:
-            end = parse_now(until or "", "--until")
-            if end <= now:
-                raise ConfigError(None, "--until", f"{until} is not in the future")
+            assert end is not None
             s = book.snooze(snooze, end, now, reason)
             click.echo(f"snoozed {s.target} until {iso(s.until)}")
         if unsnooze:
@@ -200,6 +208,45 @@ def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: 
     for i in pending:
         app.console.print(f"unconfirmed write: {i['handler']} on {i.get('task') or '-'} at {i['at']} "
                           "(checked on the next run before anything is posted again)", markup=False, highlight=False)
+
+
+_TASK = re.compile(r"^[Tt]\d+$")
+
+
+def check_ledger_args(config: Any, book: Any, now: datetime, *, snooze: str | None, unsnooze: str | None,
+                      handled: str | None) -> None:
+    """Refuse what the ledger cannot know, without asking the server.
+
+    "Known" means: a check slug of this config (built-in, plugin or custom); a task written as a
+    monogram ``T123`` (whether the task exists is not asked: snoozing a task that is not on the
+    boards yet is allowed); for ``--handled``, the key of a record in the ledger or a key shaped
+    as findings' keys are, ``<check slug>:<T123 or ->[:<subject>]``; for ``--unsnooze``, a
+    target that is snoozed now.
+    """
+    from clinicbot.checks import load_checks_and_settings
+
+    checks, _ = load_checks_and_settings(config.section("checks"), error=config.error)
+    slugs = sorted(c.slug for c in checks)
+    if snooze is not None:
+        target = snooze.strip()
+        if not (_TASK.match(target) or target in slugs):
+            raise ConfigError(None, "--snooze", f"{escape.one_line(snooze)!r} is neither a check ({', '.join(slugs)}) "
+                              "nor a task monogram such as T123")
+    if unsnooze is not None:
+        from clinicbot.ledger import normalise_target
+
+        target = normalise_target(unsnooze)
+        snoozed = sorted(s.target for s in book.snoozes(now))
+        if target not in snoozed:
+            raise ConfigError(None, "--unsnooze", f"{escape.one_line(unsnooze)!r} is not snoozed "
+                              f"(snoozed now: {', '.join(snoozed) or 'nothing'})")
+    if handled is not None and book.open_record(handled) is None:
+        slug, _, rest = handled.partition(":")
+        target = rest.split(":", 1)[0]
+        if slug not in slugs or not (_TASK.match(target) or target == "-"):
+            raise ConfigError(None, "--handled", f"unknown key {escape.one_line(handled)!r}: no such record in the "
+                              "ledger, and not a finding key <check>:<T123 or ->[:<subject>] of a known check "
+                              "(see `clinicbot ledger` or `clinicbot check --format json`)")
 
 
 def _short(at: datetime | None) -> str:

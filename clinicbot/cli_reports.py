@@ -26,6 +26,7 @@ from clinicbot.report_delivery import (
     Delivery,
     ReportSettings,
     Target,
+    check_writable,
     output_path,
     parse_target,
     report_settings,
@@ -225,6 +226,12 @@ def _targets(values: Sequence[str]) -> list[Target]:
 
 def _run(app: App, build: Any, to: Sequence[str], fmt: str, apply_flag: bool, output: Path | None = None) -> None:
     targets = _targets(to)
+    # Unwritable outputs are refused before anything is fetched, recorded or written.
+    if output is not None:
+        check_writable(output, "--output", directory=True)
+    for target in targets:
+        if target.kind == "file":
+            check_writable(Path(target.arg), f"--to {target}")
     apply = apply_flag or bool(app.config().get("apply"))
     env = report_env(app)
     ledger = _ledger(env, apply=apply)
@@ -234,7 +241,7 @@ def _run(app: App, build: Any, to: Sequence[str], fmt: str, apply_flag: bool, ou
         if output is not None:
             file_fmt = "text" if fmt == "term" else fmt  # rich markup belongs on a terminal, not in a file
             path = output_path(output, data, file_fmt)
-            write_file(path, deliverer(app, env, ledger, apply=apply).render(data, file_fmt))
+            write_file(path, deliverer(app, env, ledger, apply=apply).render(data, file_fmt), "--output")
             results.append(Delivery(f"file:{path}", "written", f"{file_fmt} to {path}"))
             targets = [parse_target(v) for v in to]  # --output alone: no stdout copy
         results += deliver(app, env, ledger, data, targets, fmt=fmt, apply=apply)
@@ -257,6 +264,11 @@ def run_report_job(app: App, kind: str, *, apply: bool) -> int:
         if target.kind == "file":  # paths in the config are relative to the config file
             target = Target("file", str(app.config().resolve_path(target.arg)))
         targets.append(target)
+        if target.kind == "file":
+            check_writable(Path(target.arg), f"reports.{kind}_to")
+    if kind == "metrics" and env.settings.metrics_output:
+        check_writable(app.config().resolve_path(env.settings.metrics_output), "reports.metrics_output",  # type: ignore[arg-type]
+                       directory=True)
     ledger = _ledger(env, apply=apply)
     try:
         if kind == "digest":
@@ -270,7 +282,7 @@ def run_report_job(app: App, kind: str, *, apply: bool) -> int:
             directory = app.config().resolve_path(env.settings.metrics_output)
             assert directory is not None
             path = output_path(directory, data, "html")
-            write_file(path, deliverer(app, env, ledger, apply=apply).render(data, "html"))
+            write_file(path, deliverer(app, env, ledger, apply=apply).render(data, "html"), "reports.metrics_output")
             results.append(Delivery(f"file:{path}", "written"))
         results += deliver(app, env, ledger, data, targets, fmt="term", apply=apply)
     finally:
@@ -321,7 +333,7 @@ def agenda(app: App, fmt: str, to: tuple[str, ...], apply_flag: bool, meeting: s
 @_apply
 @click.option("--window", "window_days", type=click.IntRange(1, 3650), default=None,
               help="Days to look back (default: reports.window_days, 30).")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write the report into this directory (the HTML page as index.html).")
 @click.option("--no-record", is_flag=True, help="Do not add this computation to the metrics history.")
 @click.pass_obj

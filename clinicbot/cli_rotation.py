@@ -19,6 +19,7 @@ from rich.text import Text
 
 from clinicbot.app import App
 from clinicbot.config import SETTINGS_BY_NAME
+from clinicbot.report_delivery import check_writable
 from clinicbot.errors import ClinicbotError, ConfigError
 from clinicbot.rotation import (
     DEFAULT_HORIZON,
@@ -52,14 +53,14 @@ def _rotation_path(app: App, given: Path | None) -> Path:
 
 
 @click.command("rotation")
-@click.option("--rotation", "rotation_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--rotation", "rotation_path", type=click.Path(path_type=Path), default=None,
               help="Rotation file (default: the config's 'rotation' setting, else ./rotation.yaml).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--days", type=click.IntRange(0, 366), default=7, show_default=True,
               help="Notices: members rotating on or off within this many days.")
 @click.option("--horizon", "horizon_weeks", type=click.IntRange(1, 520), default=DEFAULT_HORIZON.days // 7,
               show_default=True, help="Weeks ahead to look for coverage gaps and conflicts.")
-@click.option("--ical", "ical_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--ical", "ical_path", type=click.Path(path_type=Path), default=None,
               help="Write the rotation as an iCalendar file (one event per member-shift).")
 @click.option("--ical-weeks", type=click.IntRange(1, 520), default=26, show_default=True,
               help="Weeks ahead the calendar covers (it also keeps the last 4 weeks).")
@@ -87,6 +88,8 @@ def _run(app: App, rotation_path: Path | None, fmt: str, days: int, horizon: tim
          ical_weeks: int, wiki: bool, slug: str | None, title: str | None, apply: bool) -> None:
     if apply and not slug:
         raise ConfigError(None, "--apply", "only means something with --publish SLUG")
+    if ical_path is not None:
+        check_writable(ical_path, "--ical")  # before anything else: a bad path writes nothing
     path = _rotation_path(app, rotation_path)
     rot = load_rotation(path)  # raises RotationError: nothing below runs, nothing is written
     now = app.now()
@@ -96,7 +99,11 @@ def _run(app: App, rotation_path: Path | None, fmt: str, days: int, horizon: tim
     report: dict[str, Any] = {}
     if ical_path is not None:
         data = calendar_bytes(rot, now - ICAL_PAST, now + timedelta(weeks=ical_weeks), now=now)
-        write_atomic(ical_path, data)
+        try:
+            write_atomic(ical_path, data)
+        except OSError as exc:
+            raise ConfigError(None, "--ical", f"cannot write {ical_path}: {exc.strerror or exc}; "
+                              "choose a writable path") from None
         events = data.count(b"BEGIN:VEVENT")
         report["ical"] = {"path": str(ical_path), "events": events}
         messages.append(f"wrote {ical_path} ({events} events)")

@@ -292,23 +292,86 @@ def parse_config(raw: Any, path: Path | None) -> Config:
     return Config(path=path, values=values, boards=boards, raw=raw)
 
 
-def load_config(path: str | Path) -> Config:
-    path = Path(path)
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    one silently, so half of a board or a check's settings would vanish without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(str(key), key_node.start_mark.line + 1, seen[key])
+                    seen[key] = key_node.start_mark.line + 1
+                except TypeError:  # an unhashable key: SafeLoader reports it
+                    pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_utf8(path: Path, error: Callable[[str, int | None], Exception]) -> str:
+    """The file's text; bytes that are not UTF-8 are one error naming the line (``error(msg, line)``)."""
+    raw = path.read_bytes()
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(str(path), None, "file not found; pass --config FILE or set CLINICBOT_CONFIG "
-                          "(clinicbot.example.yaml is a starting point)") from None
-    except OSError as exc:
-        raise ConfigError(str(path), None, f"cannot read: {exc.strerror}") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise error(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8",
+                    line) from None
+
+
+def load_yaml(text: str, file: str, error: Callable[..., Exception] = ConfigError) -> Any:
+    """Parse YAML safely, refusing duplicate keys; errors name ``file:line`` (and the key)."""
     try:
-        raw = yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKey as exc:
+        raise error(file, exc.key, f"appears twice in one mapping (first on line {exc.first}); keep one",
+                    line=exc.line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(str(path), None, f"invalid YAML: {problem}; fix the syntax", line=line) from None
-    return parse_config(raw, path)
+        raise error(file, None, f"invalid YAML: {problem}; fix the syntax", line=line) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    file = str(path)
+    try:
+        text = read_utf8(path, lambda msg, line: ConfigError(file, None, msg, line=line))
+    except FileNotFoundError:
+        raise ConfigError(file, None, "file not found; pass --config FILE or set CLINICBOT_CONFIG "
+                          "(clinicbot.example.yaml is a starting point)") from None
+    except IsADirectoryError:
+        raise ConfigError(file, None, "is a directory; pass the config file itself with --config FILE") from None
+    except OSError as exc:
+        raise ConfigError(file, None, f"cannot read: {exc.strerror}") from None
+    config = parse_config(load_yaml(text, file), path)
+    check_paths(config)
+    return config
+
+
+def check_paths(config: Config) -> None:
+    """Paths the file names explicitly must exist: a missing ``rotation`` would mean nobody is
+    pinged, a missing ``templates_dir`` that the overrides are silently ignored. (The default
+    ``rotation.yaml`` may be absent: then nobody is on duty, with a warning.)"""
+    given = config.raw
+    if given.get("rotation") is not None:
+        path = config.rotation_path
+        if not path.is_file():
+            raise config.error("rotation", f"{path} {'is not a file' if path.exists() else 'does not exist'}; "
+                               "create the rotation file or fix the path (relative to the config file)")
+    if given.get("templates_dir") is not None:
+        tdir = config.templates_dir
+        if tdir is None or not tdir.is_dir():
+            raise config.error("templates_dir", f"{tdir} is not a directory; create it or remove the setting")
 
 
 def write_config(path: Path, data: dict[str, Any]) -> None:

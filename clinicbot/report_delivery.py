@@ -12,6 +12,7 @@ meeting is not delivered again, however often the command runs.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -172,9 +173,40 @@ def file_format(path: str, fmt: str | None) -> str:
             "remarkup": "remarkup"}.get(ext, "text")
 
 
-def write_file(path: Path, text: str) -> None:
-    """Atomically, so a page served from that directory is never half-written."""
-    write_atomic(path, text)
+def check_writable(path: Path, option: str, *, directory: bool = False) -> None:
+    """Refuse an output path that cannot be written, before anything is built or written.
+
+    ``path`` is a file (``--to file:``, ``--ical``) or, with ``directory``, a directory
+    (``--output``). Missing directories are fine (they are created) when the nearest existing
+    one is a writable directory. ``option`` names the argument or setting in the error."""
+    path = Path(path)
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(None, option, f"{path} exists and is not a directory; give a directory")
+        probe = path
+    else:
+        if path.is_dir():
+            raise ConfigError(None, option, f"{path} is a directory; give a file name")
+        probe = path.parent if str(path.parent) else Path(".")
+    while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():
+            raise ConfigError(None, option, f"cannot write {path}: {probe} is a dangling link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(None, option, f"cannot write {path}: {probe} is not a directory; choose another path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(None, option, f"cannot write {path}: no permission to write in {probe}; "
+                          "choose a writable path")
+
+
+def write_file(path: Path, text: str, option: str = "--to") -> None:
+    """Atomically, so a page served from that directory is never half-written. An error writing
+    (read-only file system, full disk) is one ConfigError line naming the path and ``option``."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise ConfigError(None, option, f"cannot write {path}: {exc.strerror or exc}; choose a writable path "
+                          "(nothing was written there)") from None
 
 
 def output_path(directory: Path, data: Mapping[str, Any], fmt: str) -> Path:
@@ -246,7 +278,7 @@ class Deliverer:
                 out.append(Delivery("stdout", "printed"))
             elif target.kind == "file":
                 file_fmt = file_format(target.arg, fmt)
-                write_file(Path(target.arg), self.render(data, file_fmt))
+                write_file(Path(target.arg), self.render(data, file_fmt), f"--to {target}")
                 out.append(Delivery(str(target), "written", f"{file_fmt} to {target.arg}"))
             elif target.kind == "wiki":
                 key = delivery_key(data, target)

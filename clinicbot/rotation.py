@@ -492,14 +492,18 @@ def parse_rotation(text: str, file: str = "rotation.yaml") -> Rotation:
 
 
 def load_rotation(path: str | Path) -> Rotation:
+    from clinicbot.config import read_utf8
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path, lambda msg, line: RotationError(str(path), None, msg, line=line))
     except FileNotFoundError:
         raise RotationError(str(path), None, "file not found; create it (see the example rotation.yaml) "
                             "or point the 'rotation' setting / --rotation at it") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RotationError(str(path), None, f"cannot read: {exc}") from None
+    except IsADirectoryError:
+        raise RotationError(str(path), None, "is a directory; point 'rotation' / --rotation at the file") from None
+    except OSError as exc:
+        raise RotationError(str(path), None, f"cannot read: {exc.strerror}") from None
     return parse_rotation(text, str(path))
 
 
