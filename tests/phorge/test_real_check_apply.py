@@ -18,13 +18,14 @@ from .realserver import PhorgeServer, inspect_rendered, run_clinicbot
 
 pytestmark = pytest.mark.phorge
 
-HOSTILE = ("Ping @carol and @dave: **bold** //italic// [[ http://evil.example | click ]] {F1} {T1} T1 "
+# {ref}: a decoy task on no board, so that a live reference would never touch a seeded task.
+HOSTILE = ("Ping @carol and @dave: **bold** //italic// [[ http://evil.example | click ]] {F1} {{ref}} {ref} "
            "%%%literal%%% `tick \x1b[2J \x07 \u202eRTL\u202c end")
 # Words only the hostile title holds: rendered bold/italic made of them means the title went live.
 INERT = ("bold", "italic", "click", "literal")
 ON_DUTY = ("alice", "bob")
 # The board's name is task text too: comments quote it ("waited 3 days in <board>: Inbox").
-BOARD_NAME = "Checks @erin **bold** //italic// {F1} {T1} T1 %%%x%%% [[ http://evil.example | click ]] `q"
+BOARD_NAME = "Checks @erin **bold** //italic// {F1} {{ref}} {ref} %%%x%%% [[ http://evil.example | click ]] `q"
 
 # (title, column, priority, author, owner, age in days) of the tasks on this test's board.
 TASKS = {
@@ -60,16 +61,17 @@ def expected_findings(tasks: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def board(phorge: PhorgeServer):
-    board = phorge.new_board(BOARD_NAME)
-    tasks = {key: phorge.scratch_task(title, column=column, priority=priority, author=author, owner=owner,
-                                      age_days=age, board=board)
+    decoy = phorge.tracking_task("Decoy that hostile task text names")["monogram"]
+    board = phorge.new_board(BOARD_NAME.replace("{ref}", decoy))
+    tasks = {key: phorge.scratch_task(title.replace("{ref}", decoy), column=column, priority=priority,
+                                      author=author, owner=owner, age_days=age, board=board)
              for key, (title, column, priority, author, owner, age) in TASKS.items()}
-    return board, tasks
+    return board, tasks, decoy
 
 
 def test_check_apply_twice_posts_one_comment_per_task_mentioning_only_the_engineers_on_duty(
         phorge: PhorgeServer, make_phorge_config, board):
-    board, tasks = board
+    board, tasks, decoy = board
     expected = expected_findings(tasks)
     assert sum(map(len, expected.values())) == 4 and not expected["fresh"]
     config = make_phorge_config("check-apply", boards=phorge.scratch_board_config(board), on_duty=ON_DUTY,
@@ -116,7 +118,7 @@ def test_check_apply_twice_posts_one_comment_per_task_mentioning_only_the_engine
     # The board's hostile name is in the comments, as inert monospace text (quoted, not dropped).
     hostile_comment = phorge.comments(tasks["hostile"]["monogram"], author="clinicbot", since=since)
     mono_text = " ".join(inspect_rendered(phorge.render(hostile_comment[0])).monospace)
-    for snippet in ("@erin", "**bold**", "{F1}", "{T1} T1", "%%%x%%%", "[[ http://evil.example | click ]]"):
+    for snippet in ("@erin", "**bold**", "{F1}", f"{{{decoy}}} {decoy}", "%%%x%%%", "[[ http://evil.example | click ]]"):
         assert snippet in mono_text, snippet
     for name in ("carol", "dave"):
         assert name not in subscribers_after[tasks["hostile"]["phid"]]

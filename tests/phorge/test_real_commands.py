@@ -151,6 +151,18 @@ def test_the_expectations_are_not_empty(phorge: PhorgeServer):
     assert len(expected_findings(phorge)) >= 20
 
 
+def test_the_seeded_tasks_are_as_the_manifest_says(phorge: PhorgeServer):
+    # Every expectation here is computed from the seed: no test may touch the seeded tasks (a comment
+    # naming one of them, for instance, adds an edge and bumps its dateModified). Tests that write use
+    # boards and tasks of their own.
+    rows = phorge.call("maniphest.search", constraints={"ids": [t["id"] for t in phorge.tasks]}, limit=100)["data"]
+    modified = {r["id"]: r["fields"]["dateModified"] for r in rows}
+    assert {t["monogram"]: modified[t["id"]] for t in phorge.tasks} == \
+        {t["monogram"]: t["modified"] for t in phorge.tasks}
+    edges = phorge.edges([t["phid"] for t in phorge.tasks], ["mention", "mentioned-in"])
+    assert edges == []
+
+
 def test_doctor_exits_0_on_the_healthy_board(phorge: PhorgeServer, make_phorge_config):
     config = _config(phorge, make_phorge_config, "doctor")
     result = run_clinicbot(config, "doctor", now=phorge.now)
