@@ -223,7 +223,6 @@ class RequestsTransport:
                  max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES):
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = user_agent
-        self.session.max_redirects = 0
         if session is None:
             adapter = _WatchedAdapter()
             self.session.mount("http://", adapter)
