@@ -50,8 +50,9 @@ class App:
         return self.now_override or datetime.now(timezone.utc)
 
     def wall_clock(self) -> datetime:
-        """The real time, even under ``--now``: for the sync high-water mark and write intents,
-        which are compared with the server's own clock."""
+        """The real time, even under ``--now``: for write intents (compared with the server's own
+        transaction dates) and the sync's reconcile interval. The sync's high-water mark comes
+        from the server's stamps, not from here."""
         return datetime.now(timezone.utc)
 
     def rotation(self) -> Any:
@@ -105,6 +106,7 @@ class App:
                 cfg.token(self.env),
                 timeout=float(cfg.get("phabricator.timeout")),
                 retries=int(cfg.get("phabricator.retries")),
+                max_answer_bytes=int(float(cfg.get("phabricator.max_answer_mb")) * 2**20),
             )
         return self._client
 

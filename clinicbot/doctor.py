@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clinicbot.app import App
+from clinicbot.snapshot import whoami
 from clinicbot.boards import load_structure
 from clinicbot.conduit import OPTIONAL_METHODS
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK, ClinicbotError
@@ -66,7 +67,7 @@ def run_doctor(app: App) -> DoctorReport:
     report.ok_line(f"config {config.path} (every section valid)")
     _check_token_file(app, report)
     client = app.client()
-    me = client.call("user.whoami")
+    me = whoami(client)  # shape-checked: nulls are one clear error, not "None"
     report.ok_line(f"connected to {config.url} as {me.get('userName')} ({me.get('phid')})")
     boards, statuses, priorities = load_structure(client, config)
     report.ok_line("the server has every Conduit method clinicbot needs")

@@ -122,7 +122,7 @@ CASES = [
     Case("null-priority", {"maniphest.search": Mutate(_set("fields.priority.value", None))},
          expect="fields.priority.value", commands=("board", "check", "sync")),
     Case("whoami-nulls", {"user.whoami": Mutate(_whoami_nulls)}, expect="user.whoami",
-         commands=("check",)),
+         commands=("check", "doctor")),
     Case("column-project-null", {"project.column.search": Mutate(_set("fields.project", None))},
          expect="fields.project"),
     Case("project-fields-empty-list", {"project.search": Mutate(_set("fields", []))}, expect="project.search"),
