@@ -1,278 +1,248 @@
-"""clinicbot benchmarks against the sandbox (30 ms latency per call): sync, naive baseline, metrics.
+"""clinicbot's bench: every command timed as cron runs it, at 1k, 10k and 100k tasks (issue 12).
 
-    python bench/run.py            # the full run (~5 min on 2 cores): prints the table,
-                                   # writes bench/results/latest.json and docs/bench.md
-    python bench/run.py --quick    # small sizes, a smoke test of the bench itself (~1 min)
+    python3 bench/run.py --label before                  # 1k, 10k and 100k (about 15 minutes)
+    python3 bench/run.py --label after --sizes 1k,10k    # a quicker run
+    python3 bench/table.py                               # only regenerate the tables from the result files
 
-The sandbox runs in this process; every measured operation runs in a fresh worker process
-(bench/worker.py), so its CPU time and peak RSS are its own, not the sandbox's.
+For each size a strict sandbox (``clinicbot.sandbox``, 30 ms latency per call) runs in a process of
+its own (bench/sandbox_host.py). Each command is a fresh process of the ``clinicbot`` console script,
+stdout and stderr not a terminal and no TERM/COLUMNS, as cron starts it, so process start-up is
+included. In order: ``clinicbot --help``; ``sync`` cold (empty state); ``sync`` warm (nothing
+changed); ``check``, ``digest``, ``agenda``, ``metrics`` warm (each also does its own sync part);
+``sync`` after 1 % of the tasks changed; the fair naive peer (bench/naive.py).
 
-Rows:
-* cold sync — an empty cache, N tasks with histories (the batch history method);
-* warm sync — the same cache after 1 % of the tasks changed (comments, moves, priorities);
-* naive baseline — what a bot without cache or batching does *every* run: list the task ids,
-  then fetch each task and each history one by one, sequentially. Measured on a sample of
-  tasks and extrapolated linearly to N (it is sequential and per task, so it is linear);
-* transaction.search only — a server without maniphest.gettasktransactions: histories one task
-  per call, bounded concurrency (4) against sequential;
-* 100,000 tasks — cold sync peak memory, then metrics over the cached data (CPU).
+Recorded per command: wall time, CPU and peak RSS of that process alone (``os.wait4``: its own
+rusage, ``ru_maxrss``), the Conduit calls by method (the sandbox's request counters before/after),
+the bytes and lines of stdout, whether stdout holds a table (box-drawing characters). A command
+that outlives ``--timeout`` is killed and recorded as such. The results go to
+bench/results/<label>.json; then bench/table.py rewrites the tables in docs/bench.md and the README
+(before and after side by side when both files exist). The bench never fails a test: it only measures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import random
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import table  # noqa: E402  (bench/table.py: no clinicbot import)
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from clinicbot.demo import write_sandbox_config  # noqa: E402
-from clinicbot.sandbox import Sandbox, generate_scenario  # noqa: E402
-from clinicbot.sync import minimal_calls  # noqa: E402
-
+BENCH = ROOT / "bench"
 LATENCY = 0.03
-
-FULL = {"n": 10_000, "ts_n": 1_000, "naive_sample": 200, "big_n": 100_000, "change": 0.01}
-QUICK = {"n": 1_000, "ts_n": 150, "naive_sample": 40, "big_n": 5_000, "change": 0.01}
-
-
-def worker(op: str, **args: Any) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "worker.py"), json.dumps({"op": op, **args})],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"bench worker {op} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+CHANGE = 0.01
+CRON_DROP = ("TERM", "COLUMNS", "LINES", "FORCE_COLOR", "CLICOLOR_FORCE", "CLINICBOT_NOW", "CLINICBOT_CONFIG")
 
 
-def start_sandbox(size: int, *, batch: bool = True, latency: float = LATENCY) -> tuple[Sandbox, float]:
-    # The scenario's history ends an hour ago, so the first warm sync's overlap window (10 min
-    # before the cold sync) holds only the changes the bench makes.
+def parse_sizes(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        out.append(int(float(part[:-1]) * 1000) if part.endswith("k") else int(part))
+    return out
+
+
+def clinicbot_argv() -> list[str]:
+    script = shutil.which("clinicbot")
+    return [script] if script else [sys.executable, "-m", "clinicbot.cli"]
+
+
+def cron_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in CRON_DROP}
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+class Host:
+    """bench/sandbox_host.py: the sandbox in its own process, driven over stdin/stdout."""
+
+    def __init__(self, size: int, workdir: Path, latency: float):
+        self.proc = subprocess.Popen([sys.executable, str(BENCH / "sandbox_host.py"), "--size", str(size),
+                                      "--latency", str(latency), "--workdir", str(workdir)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.info = self._read()
+        self.workdir = workdir
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"bench: the sandbox host exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def requests(self) -> dict[str, int]:
+        return self.ask("stats")["requests"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def timed(argv: list[str], cwd: Path, timeout: float, stdout: IO[bytes], stderr: IO[bytes]) -> dict[str, Any]:
+    """Run ``argv`` to the end (or kill it at ``timeout``): wall, and its own CPU and peak RSS (wait4 rusage)."""
+    killed = threading.Event()
     t0 = time.perf_counter()
-    scenario = generate_scenario(datetime.now(timezone.utc) - timedelta(hours=1), size=size)
-    sb = Sandbox(scenario=scenario, latency=latency)
-    if not batch:
-        sb.store.features["gettasktransactions"] = False
-    sb.start()
-    return sb, time.perf_counter() - t0
+    proc = subprocess.Popen(argv, cwd=cwd, env=cron_env(), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+
+    def kill() -> None:
+        killed.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"wall_s": None if killed.is_set() else round(wall, 3), "killed": killed.is_set(), "timeout_s": timeout,
+            "exit": proc.returncode, "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
-def config_for(sb: Sandbox, workdir: Path, name: str) -> Path:
-    return write_sandbox_config(workdir / name / "clinicbot.yaml", sb.url, sb.token)
+def measure(host: Host, name: str, argv: list[str], timeout: float) -> dict[str, Any]:
+    before = host.requests()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        result = timed(argv, host.workdir, timeout, out, err)
+        out.seek(0)
+        text = out.read()
+        err.seek(0)
+        errors = err.read().decode(errors="replace").strip().splitlines()
+    after = host.requests()
+    calls = {m: after.get(m, 0) - before.get(m, 0) for m in after if after.get(m, 0) != before.get(m, 0)}
+    decoded = text.decode(errors="replace")
+    result.update(argv=[Path(argv[0]).name, *argv[1:]], calls=sum(calls.values()), calls_by_method=calls,
+                  stdout_bytes=len(text), stdout_lines=decoded.count("\n"),
+                  table_chars=any(ch in table.BOX for ch in decoded), stderr_tail=errors[-3:])
+    shown = table.wall_text(result)
+    print(f"  {name:20} {shown:>20} s  cpu {result['cpu_s']:7.2f} s  rss {result['rss_mb']:6.0f} MB  "
+          f"calls {result['calls']:5}  stdout {len(text):>9,} B  exit {result['exit']}", flush=True)
+    return result
 
 
-def change_tasks(sb: Sandbox, config: Path, fraction: float, seed: int = 7) -> int:
-    """Change ``fraction`` of the boards' tasks the way people do: comments, moves, priorities."""
-    from clinicbot.config import load_config
-    from clinicbot.sync import load_cached
-
-    cached = load_cached(load_config(config))
-    tasks = sorted(cached.data.tasks.values(), key=lambda t: t.id)
-    rng = random.Random(seed)
-    chosen = rng.sample(tasks, max(1, round(len(tasks) * fraction)))
-    boards = {b.phid: b for b in cached.data.boards}
-    for i, task in enumerate(chosen):
-        txs: list[tuple[str, Any]] = [("comment", f"bench change {i}")]
-        if i % 3 == 1 and task.columns:
-            board_phid, col = next(iter(task.columns.items()))
-            others = [c.phid for c in boards[board_phid].columns if c.phid != col and not c.proxy_phid]
-            if others:
-                txs.append(("column", [rng.choice(others)]))
-        elif i % 3 == 2:
-            txs.append(("priority", rng.choice(["high", "normal", "low"])))
-        sb.store.edit(task.id, "alice", txs, at=time.time())
-    return len(chosen)
-
-
-def row(name: str, n: int, calls: Any, wall: float | None, cpu: float | None, rss: float | None,
-        note: str = "") -> dict[str, Any]:
-    return {"scenario": name, "tasks": n, "calls": calls, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss,
-            "note": note}
+def naive(host: Host, tasks_hint: int, sample: int, timeout: float) -> dict[str, Any]:
+    chosen = 0 if tasks_hint <= 1000 else sample
+    before = host.requests()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        run = timed([sys.executable, str(BENCH / "naive.py"), str(host.workdir), str(chosen)], host.workdir,
+                    timeout, out, err)
+        out.seek(0)
+        lines = out.read().decode().strip().splitlines()
+    after = host.requests()
+    calls = {m: after.get(m, 0) - before.get(m, 0) for m in after if after.get(m, 0) != before.get(m, 0)}
+    if run["killed"] or not lines:
+        return {**run, "calls": sum(calls.values()), "calls_by_method": calls, "extrapolated": False}
+    peer = json.loads(lines[-1])
+    rest = peer["tasks"] - peer["sampled"]
+    per_calls = calls.get("transaction.search", 0) / max(1, peer["sampled"])
+    result = {"tasks": peer["tasks"], "sampled": peer["sampled"], "extrapolated": rest > 0, "killed": False,
+              "timeout_s": timeout, "rss_mb": run["rss_mb"],
+              "wall_s": round(run["wall_s"] + rest * peer["per_task_wall_s"], 1),
+              "cpu_s": round(run["cpu_s"] + rest * peer["per_task_cpu_s"], 2),
+              "calls": round(sum(calls.values()) + rest * per_calls), "calls_by_method": calls,
+              "measured_wall_s": run["wall_s"], "per_task_wall_s": round(peer["per_task_wall_s"], 4)}
+    print(f"  {'naive peer':20} {result['wall_s']:>20} s  ({'extrapolated from ' + str(peer['sampled']) + ' tasks' if rest else 'all tasks'}, "
+          f"{result['calls']:,} calls)", flush=True)
+    return result
 
 
-def run(sizes: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    rows: list[dict[str, Any]] = []
-    targets: list[dict[str, Any]] = []
-
-    def target(what: str, measured: str, ok: bool | None) -> None:
-        targets.append({"target": what, "measured": measured,
-                        "result": "pending" if ok is None else ("pass" if ok else "FAIL")})
-        print(f"  {'pending' if ok is None else ('pass' if ok else 'FAIL'):7} {what}: {measured}", flush=True)
-
-    # -- 1. cold and warm sync, N tasks, batch history method ---------------------------------
-    n = sizes["n"]
-    print(f"sandbox: {n} tasks, {LATENCY * 1000:.0f} ms latency", flush=True)
-    sb, setup = start_sandbox(n)
+def bench_size(size: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    host = Host(size, workdir, args.latency)
+    print(f"{size} tasks: sandbox ready in {host.info['generate_s']} s ({host.info['tasks']} tasks in the store)",
+          flush=True)
+    cli = clinicbot_argv()
+    cfg = ["--config", host.info["config"]]
+    out: dict[str, Any] = {"tasks": host.info["tasks"], "generate_s": host.info["generate_s"], "commands": {}}
+    cmds = out["commands"]
     try:
-        cfg = config_for(sb, workdir, "main")
-        cold = worker("sync", url=sb.url, token=sb.token, config=str(cfg))
-        pages = cold["calls_by_method"].get("maniphest.search", 0)
-        batches = cold["calls_by_method"].get("maniphest.gettasktransactions", 0)
-        setup_calls = cold["calls"] - pages - batches
-        ntasks = cold["tasks"]
-        rows.append(row("cold sync (batch histories)", ntasks, cold["calls"], cold["wall"], cold["cpu"], cold["rss_mb"],
-                        f"{pages} task pages + {batches} history batches + {setup_calls} board/lookup calls"))
-        target(f"cold sync of {ntasks}: task pages ≤ ceil(N/100) and history batches ≤ ceil(N/100)",
-               f"{pages} pages, {batches} batches (limit {math.ceil(ntasks / 100)} each)",
-               pages <= math.ceil(ntasks / 100) and batches <= math.ceil(ntasks / 100))
-
-        changed = change_tasks(sb, cfg, sizes["change"])
-        warm = worker("sync", url=sb.url, token=sb.token, config=str(cfg))
-        minimal = minimal_calls(changed)
-        rows.append(row(f"warm sync after {changed} tasks changed", ntasks, warm["calls"], warm["wall"], warm["cpu"],
-                        warm["rss_mb"], f"{warm['tasks_fetched']} tasks and {warm['histories_fetched']} histories "
-                        f"re-read; minimal {minimal} calls"))
-        target(f"warm run after 1% changed: calls ≤ 1.1 × minimal ({minimal})", f"{warm['calls']} calls",
-               warm["calls"] <= 1.1 * minimal)
-        speedup = cold["wall"] / warm["wall"]
-        target("warm run ≥ 10× faster than cold", f"{speedup:.0f}× ({cold['wall']:.2f} s → {warm['wall']:.3f} s)",
-               speedup >= 10)
-
-        naive = worker("naive", url=sb.url, token=sb.token, config=str(cfg), sample=sizes["naive_sample"])
-        nn = naive["tasks"]
-        n_wall = naive["list_wall"] + nn * naive["per_task_wall"]
-        n_cpu = naive["list_cpu"] + nn * naive["per_task_cpu"]
-        n_calls = round(naive["list_calls"] + nn * naive["per_task_calls"])
-        rows.append(row("naive baseline, every run (extrapolated)", nn, n_calls, n_wall, n_cpu, naive["rss_mb"],
-                        f"measured on {naive['sample']} tasks: {naive['per_task_wall'] * 1000:.0f} ms and "
-                        f"{naive['per_task_calls']:.1f} calls per task, sequential"))
-        target("cold sync vs naive baseline (informative)",
-               f"{n_calls / cold['calls']:.0f}× fewer calls, {n_wall / cold['wall']:.0f}× faster; "
-               f"warm: {n_wall / warm['wall']:.0f}× faster", True)
+        cmds["--help"] = measure(host, "--help", [*cli, "--help"], args.timeout)
+        cmds["sync (cold)"] = measure(host, "sync (cold)", [*cli, *cfg, "sync"], args.timeout)
+        cmds["sync (warm)"] = measure(host, "sync (warm)", [*cli, *cfg, "sync"], args.timeout)
+        for job in table.JOBS:
+            cmds[job] = measure(host, job, [*cli, *cfg, job], args.timeout)
+        out["changed"] = host.ask(f"change {CHANGE}")["changed"]
+        cmds["sync (1% changed)"] = measure(host, "sync (1% changed)", [*cli, *cfg, "sync"], args.timeout)
+        if not args.no_naive:
+            out["naive"] = naive(host, host.info["tasks"], args.naive_sample, args.timeout)
     finally:
-        sb.stop()
+        host.close()
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
 
-    # -- 2. transaction.search only: bounded concurrency vs sequential -------------------------
-    ts_n = sizes["ts_n"]
-    print(f"sandbox: {ts_n} tasks without maniphest.gettasktransactions", flush=True)
-    sb, _ = start_sandbox(ts_n, batch=False)
+
+def git_commit() -> str:
     try:
-        conc = worker("sync", url=sb.url, token=sb.token, config=str(config_for(sb, workdir, "ts4")), concurrency=4)
-        seq = worker("sync", url=sb.url, token=sb.token, config=str(config_for(sb, workdir, "ts1")), concurrency=1)
-        for label, r in (("cold sync, transaction.search, 4 at a time", conc),
-                         ("cold sync, transaction.search, sequential", seq)):
-            rows.append(row(label, r["tasks"], r["calls"], r["wall"], r["cpu"], r["rss_mb"],
-                            f"{r['calls_by_method'].get('transaction.search', 0)} transaction.search calls"))
-        ratio = seq["wall"] / conc["wall"]
-        target("transaction.search only: concurrency 4 ≥ 3× faster than sequential",
-               f"{ratio:.1f}× ({seq['wall']:.1f} s → {conc['wall']:.1f} s)", ratio >= 3)
-    finally:
-        sb.stop()
-
-    # -- 3. the big board: memory of a cold sync, metrics CPU ----------------------------------
-    big = sizes["big_n"]
-    if big:
-        print(f"sandbox: {big} tasks (generating takes a while)", flush=True)
-        sb, gen = start_sandbox(big)
-        try:
-            cfg = config_for(sb, workdir, "big")
-            r = worker("sync", url=sb.url, token=sb.token, config=str(cfg))
-            rows.append(row("cold sync (batch histories)", r["tasks"], r["calls"], r["wall"], r["cpu"], r["rss_mb"],
-                            f"sandbox generated in {gen:.0f} s"))
-            target(f"peak RSS of a {r['tasks']}-task sync < 1 GB", f"{r['rss_mb']:.0f} MB", r["rss_mb"] < 1024)
-        finally:
-            sb.stop()
-        m = worker("metrics", config=str(cfg))
-        rows.append(row("load the cache (tasks + timelines)", m["tasks"], 0, m["load_wall"], m["load_cpu"], None,
-                        f"{m['timelines']} timelines"))
-        if m.get("pending"):
-            rows.append(row("metrics", m["tasks"], 0, None, None, m["rss_mb"], "pending: clinicbot.metrics not present"))
-            target(f"metrics over {m['tasks']} tasks < 5 s CPU", "pending", None)
-        else:
-            rows.append(row("metrics (compute_metrics)", m["tasks"], 0, m["wall"], m["cpu"], m["rss_mb"], "CPU only, no I/O"))
-            target(f"metrics over {m['tasks']} tasks < 5 s CPU", f"{m['cpu']:.2f} s", m["cpu"] < 5)
-    return {"rows": rows, "targets": targets}
-
-
-def fmt(v: Any, digits: int = 2) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}" if v < 100 else f"{v:.0f}"
-    return str(v)
-
-
-def table(result: dict[str, Any]) -> str:
-    lines = ["| scenario | tasks | Conduit calls | wall s | CPU s | peak RSS MB | note |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['scenario']} | {r['tasks']} | {fmt(r['calls'])} | {fmt(r['wall_s'], 3)} | "
-                     f"{fmt(r['cpu_s'])} | {fmt(r['peak_rss_mb'], 0)} | {r['note']} |")
-    lines += ["", "| target | measured | result |", "|---|---|---|"]
-    for t in result["targets"]:
-        lines.append(f"| {t['target']} | {t['measured']} | {t['result']} |")
-    return "\n".join(lines)
-
-
-DOC_HEAD = """# Benchmarks
-
-Measured by `python bench/run.py` against the built-in sandbox with {latency} ms latency per Conduit
-call (loopback). The sandbox runs in the bench process; every measured operation runs in its own
-worker process, so CPU time and peak RSS (`VmHWM`) are the operation's own; the RSS includes the
-Python interpreter and imports, about 35 MB. Re-run it after a change to `sync.py`, `history.py`,
-`boards.py` or `metrics.py` and commit this file with the new table (`bench/results/latest.json`
-has the same numbers, machine-readable).
-
-"load the cache" is what a job pays to get `BoardData` and timelines for `build_snapshot` from the
-cache (`sync.load_cached`) instead of from the server; the metrics row's RSS includes that
-snapshot of 100,000 tasks with their timelines.
-
-The naive baseline is what a bot without cache or batching does on *every* run: list the boards'
-task ids, then fetch every task and every history one by one, sequentially. Fetching
-10,000 tasks that way takes over ten minutes, so it is measured on a sample and extrapolated
-linearly (it is sequential and per task). "Minimal" calls for a change of k tasks is one
-`maniphest.search` page and one history batch per 100 changed tasks.
-
-"""
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test of the bench)")
-    parser.add_argument("--no-big", action="store_true", help="skip the 100,000-task runs")
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/bench.md")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument("--sizes", default="1k,10k,100k", help="comma-separated task counts (default 1k,10k,100k)")
+    parser.add_argument("--label", choices=table.LABELS, default="after",
+                        help="before or after the performance fixes (bench/results/<label>.json)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds before a command is killed (180)")
+    parser.add_argument("--latency", type=float, default=LATENCY, help="sandbox latency per call in seconds (0.03)")
+    parser.add_argument("--naive-sample", type=int, default=200,
+                        help="tasks whose histories the naive peer reads above 1k tasks (then extrapolated)")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive peer")
+    parser.add_argument("--no-docs", action="store_true", help="only write the result file, not the tables")
     args = parser.parse_args()
-    sizes = dict(QUICK if args.quick else FULL)
-    if args.no_big:
-        sizes["big_n"] = 0
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="clinicbot-bench-") as tmp:
-        result = run(sizes, Path(tmp))
-    result["meta"] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "latency_ms": LATENCY * 1000,
-        "sizes": sizes,
-        "quick": args.quick,
-        "python": platform.python_version(),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU(s)",
-        "bench_seconds": round(time.perf_counter() - started, 1),
-    }
-    text = table(result)
-    print()
-    print(text)
-    print(f"\nbench took {result['meta']['bench_seconds']:.0f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    if not args.no_docs and not args.quick:
-        meta = result["meta"]
-        doc = DOC_HEAD.format(latency=int(LATENCY * 1000))
-        doc += (f"Latest run: {meta['date']}, {meta['machine']}, Python {meta['python']}, "
-                f"{meta['bench_seconds']:.0f} s in all.\n\n{text}\n")
-        (ROOT / "docs").mkdir(exist_ok=True)
-        (ROOT / "docs" / "bench.md").write_text(doc)
-    if any(t["result"] == "FAIL" for t in result["targets"]):
-        sys.exit(1)
+    load_start = list(os.getloadavg())
+    result: dict[str, Any] = {"meta": {
+        "label": args.label, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(), "latency_ms": args.latency * 1000, "timeout_s": args.timeout,
+        "python": platform.python_version(), "machine": f"{platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} CPU(s)", "cpus": os.cpu_count() or 1, "loadavg_start": load_start,
+        "command": [Path(a).name for a in clinicbot_argv()]}, "sizes": {}}
+    print(f"bench ({args.label}): load average {load_start}", flush=True)
+    for size in parse_sizes(args.sizes):
+        with tempfile.TemporaryDirectory(prefix="clinicbot-bench-") as tmp:
+            result["sizes"][str(size)] = bench_size(size, Path(tmp), args)
+    result["meta"]["loadavg_end"] = list(os.getloadavg())
+    result["meta"]["bench_s"] = round(time.perf_counter() - started, 1)
+    # The bench process's own peak: a floor under every child's ru_maxrss (Linux carries it over a fork).
+    result["meta"]["bench_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    path = table.RESULTS / f"{args.label}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {path.relative_to(ROOT)} ({result['meta']['bench_s']:.0f} s)")
+    for t in table.targets(result):
+        print(f"  {table.ok_text(t['ok']).strip('*'):5} {t['target']}: {t['measured']}")
+    if not args.no_docs:
+        results = table.load_results()
+        table.write_docs(results)
+        table.write_details(results)
+        print(f"rewrote the tables in {table.DOC.relative_to(ROOT)} and {table.README.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
