@@ -42,7 +42,18 @@ def test_every_exit_code_is_documented():
         assert f"| {code} |" in table
 
 
-def test_readme_shows_the_latest_bench_table():
+def test_readme_shows_the_bench_tables_of_docs_bench_md():
+    """The README's Performance section holds the same generated block as docs/bench.md, and that block is
+    what bench/table.py makes of bench/results/*.json (regenerate with `python3 bench/table.py`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_table", ROOT / "bench" / "table.py")
+    assert spec and spec.loader
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
     bench = (ROOT / "docs" / "bench.md").read_text()
-    latest = bench[bench.index("Latest run:"):].strip()
-    assert latest in README, "copy the latest table from docs/bench.md into the README's Performance section"
+    assert table.BEGIN in bench and table.END in bench
+    generated = bench[bench.index(table.BEGIN):bench.index(table.END) + len(table.END)]
+    performance = README.split("\n## Performance\n", 1)[1].split("\n## ", 1)[0]
+    assert generated in performance, "run `python3 bench/table.py` to copy the bench tables into the README"
+    assert generated == table.block(table.load_results()), "run `python3 bench/table.py`: the tables are stale"
