@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, NoReturn
 from clinicbot.errors import ConduitShapeError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from clinicbot.history import Timeline
+    from clinicbot.phab.history import Timeline
 
 # Column roles a config can give to a board's columns. Checks and reports look columns
 # up by role, never by name, so a team whose column is called "Needs Triage" still works.

@@ -76,12 +76,12 @@ DEFAULT_LOCK_WAIT = 300  # seconds a scheduled job waits for the state lock
 # Called as ``function(app, apply=..., **keywords)``. A target that is not importable (a feature
 # not installed) makes the job "unavailable": logged at start, shown by `clinicbot status`.
 JOB_TARGETS: dict[str, str] = {
-    "sync": "clinicbot.cli_ops:sync_job",
-    "checks": "clinicbot.runner:run_check_job",
-    "digest": "clinicbot.reports:run_digest_job",
-    "agenda": "clinicbot.reports:run_agenda_job",
-    "metrics": "clinicbot.reports:run_metrics_job",
-    "rotation": "clinicbot.runner:run_check_job?only=rotation-notice",
+    "sync": "clinicbot.cli.ops:sync_job",
+    "checks": "clinicbot.jobs.check:run_check_job",
+    "digest": "clinicbot.reports.build:run_digest_job",
+    "agenda": "clinicbot.reports.build:run_agenda_job",
+    "metrics": "clinicbot.reports.build:run_metrics_job",
+    "rotation": "clinicbot.jobs.check:run_check_job?only=rotation-notice",
 }
 CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 

@@ -5,7 +5,7 @@ The cache is one SQLite file in the state directory (``cache.sqlite``, WAL journ
 * ``tasks``     — every task on the watched boards as the raw ``maniphest.search`` item (parsed
   again on load, so a fix in ``boards.parse_task`` applies to cached tasks too), with its
   ``dateModified``;
-* ``timelines`` — each task's :class:`~clinicbot.history.Timeline`, serialised, together with
+* ``timelines`` — each task's :class:`~clinicbot.phab.history.Timeline`, serialised, together with
   the ``dateModified`` of the task *when its history was fetched*;
 * ``sightings`` — where clinicbot saw each task on each board, since when (for servers whose
   column moves come back as ``type: null``: see ``Timeline.column_entered_at``);
@@ -57,14 +57,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Protocol
 
-from clinicbot.boards import (
+from clinicbot.phab.boards import (
     TASK_ATTACHMENTS,
     BoardData,
     load_structure,
     parse_task,
     place_in_proxy_columns,
 )
-from clinicbot.conduit import ConduitClient
+from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.errors import StateError
 from clinicbot.model import Board, Column, Priority, Status, Task, from_epoch
@@ -144,7 +144,7 @@ def cache_path(config: Config) -> Path:
 
 
 def _history_fingerprint() -> str:
-    from clinicbot import history
+    from clinicbot.phab import history
 
     digest = hashlib.sha256(",".join(f.name for f in fields(history.Event)).encode())
     try:
@@ -161,7 +161,7 @@ _EVENT_FIELDS: list[str] = []
 
 def _event_fields() -> list[str]:
     if not _EVENT_FIELDS:
-        from clinicbot.history import Event
+        from clinicbot.phab.history import Event
 
         _EVENT_FIELDS.extend(f.name for f in fields(Event))
     return _EVENT_FIELDS
@@ -190,7 +190,7 @@ def dump_timeline(timeline: Any) -> str:
 
 
 def load_timeline(task_phid: str, task_id: int, text: str) -> Any:
-    from clinicbot.history import Event, Timeline
+    from clinicbot.phab.history import Event, Timeline
 
     data = json.loads(text)
     names = data["f"]
@@ -418,8 +418,8 @@ class CacheStore:
                 raise StateError(str(self.path), "no cache yet; run `clinicbot sync` first")
             self.conn = self._connect(f"file:{self.path}?mode=ro", uri=True)
             return
-        from clinicbot.fileio import create_private_file, private_dir
-        from clinicbot.ledger import StateLock
+        from clinicbot.state.fileio import create_private_file, private_dir
+        from clinicbot.state.ledger import StateLock
 
         # Under the state lock the directory exists (the lock made it): if it is gone now, it was
         # removed mid-run, and recreating it empty would quietly start a new state.
@@ -450,7 +450,7 @@ class CacheStore:
                     if src.exists():
                         os.replace(src, Path(str(aside) + suffix))
             except OSError as exc:
-                from clinicbot.fileio import state_error
+                from clinicbot.state.fileio import state_error
 
                 raise state_error(exc, self.path, "cannot move the damaged cache aside") from None
             create_private_file(self.path)
@@ -481,7 +481,7 @@ class CacheStore:
     def check_present(self) -> None:
         """Raise a StateError if the cache file was removed under a run holding the state lock
         (SQLite keeps writing to the unlinked file without a word)."""
-        from clinicbot.ledger import StateLock
+        from clinicbot.state.ledger import StateLock
 
         if self.path.exists() or not StateLock.held(self.path.parent):
             return
@@ -762,7 +762,7 @@ def sync(
     progress = progress or _NoProgress()
     calls_before = dict(client.stats.calls)
     attempts_before = client.stats.total
-    from clinicbot.ledger import StateLock
+    from clinicbot.state.ledger import StateLock
 
     # One writer per state directory. Re-entrant in this thread: `serve`'s job thread and the
     # `sync` command already hold it; anyone else (another process) is refused with its PID.
@@ -890,7 +890,7 @@ def _record_sightings(conn: sqlite3.Connection, task: Task, known: Mapping[str, 
 
 def _fetch_histories(client: ConduitClient, store: CacheStore, need: Mapping[str, tuple[int, int]],
                      structure: Structure, settings: SyncSettings, progress: SyncProgress) -> int:
-    from clinicbot.history import fetch_timelines
+    from clinicbot.phab.history import fetch_timelines
 
     pending = sorted(need.items(), key=lambda kv: kv[1][0])
     progress.phase("histories", len(pending))

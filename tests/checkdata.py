@@ -10,7 +10,7 @@
     findings = run_check(UntriagedCheck(), snap, hours=24)
 
 Users: ALICE and BOB are the team, CAROL reports bugs (not in the team), BOT is clinicbot,
-OTHERBOT an ignored bot. Timelines are real :class:`clinicbot.history.Timeline` objects; a
+OTHERBOT an ignored bot. Timelines are real :class:`clinicbot.phab.history.Timeline` objects; a
 task gets a "created" event by its author automatically (``history=False`` for no timeline).
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 from clinicbot.checks.base import Check, CheckContext, Finding
 from clinicbot.checks.hours import BusinessHours
 from clinicbot.checks.settings import TeamSettings, merged_thresholds, parse_check_settings
-from clinicbot.history import Event, Timeline
+from clinicbot.phab.history import Event, Timeline
 from clinicbot.model import COLUMN_ROLES, Board, Column, Priority, Snapshot, Status, Task, User
 
 UTC = timezone.utc

@@ -13,8 +13,8 @@ from typing import Any, Iterator
 import pytest
 
 import clinicbot
-import clinicbot.conduit
-from clinicbot.conduit import ConduitClient
+import clinicbot.phab.conduit
+from clinicbot.phab.conduit import ConduitClient
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDINGS = FIXTURES / "conduit"
@@ -52,9 +52,9 @@ def rec():
 CallKey = tuple[str, tuple[str, ...]]  # (method, sorted parameter names)
 _PACKAGE = os.path.dirname(os.path.abspath(clinicbot.__file__)) + os.sep
 _SANDBOX = _PACKAGE + "sandbox" + os.sep
-_CLIENT = os.path.abspath(clinicbot.conduit.__file__)
+_CLIENT = os.path.abspath(clinicbot.phab.conduit.__file__)
 _ORIGINAL_CALL = ConduitClient.call
-SESSION_CALLS: dict[CallKey, str] = {}  # -> where it was first made ("clinicbot/boards.py:131")
+SESSION_CALLS: dict[CallKey, str] = {}  # -> where it was first made ("clinicbot/phab/boards.py:131")
 _logs: list[dict[CallKey, str]] = [SESSION_CALLS]
 _lock = threading.Lock()
 

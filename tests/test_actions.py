@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from clinicbot.actions import (
+from clinicbot.delivery.outbox import (
     DeliveryError,
     Outbox,
     Recipient,
@@ -27,10 +27,10 @@ from clinicbot.actions import (
 )
 from clinicbot.checks.base import Finding
 from clinicbot.errors import ConduitAPIError, ConduitWriteUncertain, ConfigError, SafetyCapExceeded
-from clinicbot.ledger import Ledger
+from clinicbot.state.ledger import Ledger
 from clinicbot.model import Snapshot, Task
-from clinicbot.runner import Decision, Planner
-from clinicbot.templating import Templates
+from clinicbot.jobs.check import Decision, Planner
+from clinicbot.reports.templating import Templates
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 HOSTILE = "@alice {F1} <script>alert(1)</script> <!channel> **bold**"
@@ -521,7 +521,7 @@ def test_hostile_title_pings_nobody_in_comment_chat_and_email(tmp_path):
 def test_away_engineer_is_not_pinged_and_manager_steps_in():
     from clinicbot.model import User
     from clinicbot.rotation import Member
-    from clinicbot.runner import on_duty_recipients
+    from clinicbot.jobs.check import on_duty_recipients
 
     class Rot:
         manager = Member("mia", "Mia Manager", "mia@example.org")

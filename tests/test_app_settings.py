@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from clinicbot.app import App
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.context import App
+from clinicbot.jobs.demo import write_sandbox_config
 
 
 def _app(tmp_path, **phabricator):

@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 from click.testing import CliRunner
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.cli import cli
 
 NOW = "2026-11-24T10:00:00+00:00"

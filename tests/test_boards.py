@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from clinicbot.boards import (
+from clinicbot.phab.boards import (
     fetch_tasks,
     parse_column,
     parse_priority,

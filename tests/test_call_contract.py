@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from clinicbot.app import App
-from clinicbot.boards import fetch_priorities, fetch_statuses
+from clinicbot.jobs.context import App
+from clinicbot.phab.boards import fetch_priorities, fetch_statuses
 from clinicbot.cli import cli
-from clinicbot.conduit import REQUIRED_METHODS, ConduitClient, HTTPAnswer
-from clinicbot.demo import write_sandbox_config
+from clinicbot.phab.conduit import REQUIRED_METHODS, ConduitClient, HTTPAnswer
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.sandbox import Sandbox, generate_scenario
 from conftest import (
     SESSION_CALLS,
@@ -71,18 +71,18 @@ def test_both_recorded_servers_declare_the_same_parameters():
 def test_the_check_refuses_what_phorge_refuses():
     declared = declared_params()
     calls = {
-        ("maniphest.status.search", ("limit",)): "clinicbot/boards.py:131",
-        ("transaction.search", ("limit", "objectIdentifier", "order")): "clinicbot/history.py:1",
+        ("maniphest.status.search", ("limit",)): "clinicbot/phab/boards.py:131",
+        ("transaction.search", ("limit", "objectIdentifier", "order")): "clinicbot/phab/history.py:1",
         ("maniphest.frobnicate", ()): "clinicbot/x.py:1",
         ("maniphest.search", ("after", "attachments", "constraints", "limit", "order")): "clinicbot/sync.py:1",
-        ("maniphest.priority.search", ()): "clinicbot/boards.py:135",
+        ("maniphest.priority.search", ()): "clinicbot/phab/boards.py:135",
     }
     problems = contract_violations(calls, declared)
     assert problems == [
         "clinicbot/x.py:1: clinicbot called maniphest.frobnicate, which the recorded conduit.query does not have",
-        "clinicbot/boards.py:131: clinicbot called maniphest.status.search with parameters it does not define: "
+        "clinicbot/phab/boards.py:131: clinicbot called maniphest.status.search with parameters it does not define: "
         "'limit' (it defines: none)",
-        "clinicbot/history.py:1: clinicbot called transaction.search with parameters it does not define: 'order' "
+        "clinicbot/phab/history.py:1: clinicbot called transaction.search with parameters it does not define: 'order' "
         "(it defines: objectIdentifier, objectType, constraints, before, after, limit)",
     ]
 
@@ -96,7 +96,7 @@ def test_calls_are_recorded_for_clinicbot_code_not_for_tests():
         statuses = fetch_statuses(client)
     assert [s.value for s in statuses][:2] == ["open", "resolved"]
     assert list(log) == [("maniphest.status.search", ())]
-    assert log[("maniphest.status.search", ())].startswith("clinicbot/boards.py:")
+    assert log[("maniphest.status.search", ())].startswith("clinicbot/phab/boards.py:")
     assert ("maniphest.status.search", ()) in SESSION_CALLS  # the session's record got it too
     assert ("conduit.ping", ("bogus",)) not in SESSION_CALLS
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from clinicbot.conduit import ConduitClient, HTTPAnswer, Secret, TransportFailure, is_write, redact
+from clinicbot.phab.conduit import ConduitClient, HTTPAnswer, Secret, TransportFailure, is_write, redact
 from clinicbot.errors import (
     ConduitAPIError,
     ConduitCapabilityError,

@@ -15,11 +15,11 @@ import responses
 from click.testing import CliRunner
 from rich.console import Console
 
-from clinicbot.app import App
-from clinicbot.boards import fetch_priorities, fetch_statuses
+from clinicbot.jobs.context import App
+from clinicbot.phab.boards import fetch_priorities, fetch_statuses
 from clinicbot.cli import cli
-from clinicbot.conduit import ConduitClient, HTTPAnswer
-from clinicbot.demo import write_sandbox_config
+from clinicbot.phab.conduit import ConduitClient, HTTPAnswer
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.errors import EXIT_CONDUIT, ConduitAPIError
 from clinicbot.sandbox import Sandbox, generate_scenario
 from clinicbot.sandbox import methods as sandbox_methods

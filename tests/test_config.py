@@ -108,7 +108,7 @@ def test_every_setting_is_documented_in_the_readme():
     ({"schedule": {"jobs": {"digest": "every morning"}}}, "schedule.jobs.digest"),
 ])
 def test_every_section_is_validated_with_file_and_key(tmp_path, section, key):
-    from clinicbot.doctor import validate_sections
+    from clinicbot.jobs.doctor import validate_sections
 
     data = json.loads(json.dumps(GOOD))
     data.update(section)

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.checks import BUILTIN_SLUGS
 from clinicbot.cli import cli
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.sandbox import Sandbox, generate_scenario
 from tests.remarkup_scan import problems
 from tests.test_actions import smtp_server, webhook  # noqa: F401 (fixtures)

@@ -87,7 +87,7 @@ def test_clean_keeps_lines_only_when_asked():
 
 
 def test_template_finalize_cleans_values_even_without_a_filter():
-    from clinicbot.templating import make_environment
+    from clinicbot.reports.templating import make_environment
 
     env = make_environment()
     assert env.from_string("{{ t }}|{{ t|plain }}").render(t="a\x1b[2Jb\u202e\nc") == "a[2Jb\nc|a[2Jb c"

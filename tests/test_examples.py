@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from clinicbot.config import load_config
-from clinicbot.demo import example_rotation_text
+from clinicbot.jobs.demo import example_rotation_text
 from clinicbot.rotation import load_rotation, validate
 
 ROOT = Path(__file__).parent.parent

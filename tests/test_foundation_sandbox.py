@@ -11,14 +11,14 @@ import yaml
 from click.testing import CliRunner
 from rich.console import Console
 
-from clinicbot.app import App
-from clinicbot.boards import load_boards
+from clinicbot.jobs.context import App
+from clinicbot.phab.boards import load_boards
 from clinicbot.cli import cli
-from clinicbot.conduit import ConduitClient
+from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import load_config
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.errors import EXIT_CONDUIT, EXIT_CONFIG, ConduitWriteUncertain
-from clinicbot.history import fetch_timelines
+from clinicbot.phab.history import fetch_timelines
 from clinicbot.sandbox import Sandbox, generate_scenario
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.sandbox import Sandbox, generate_scenario
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
@@ -57,7 +57,7 @@ def runs(config: Path) -> list[tuple[str, str]]:
 
 def hold_lock(config: Path, seconds: float) -> subprocess.Popen:
     """Another process holding the state lock for ``seconds`` (a one-shot job still running)."""
-    code = ("import sys, time; from clinicbot.ledger import StateLock\n"
+    code = ("import sys, time; from clinicbot.state.ledger import StateLock\n"
             "lock = StateLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(float(sys.argv[2]))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(config.parent / "state"), str(seconds)],
                             stdout=subprocess.PIPE, text=True, env=ENV)
@@ -138,7 +138,7 @@ def test_serve_once_exits_0_when_findings_fired(sandbox, tmp_path):
 
 
 def test_serve_once_exit_codes():
-    from clinicbot.cli_ops import once_exit_code
+    from clinicbot.cli.ops import once_exit_code
     from clinicbot.scheduler import JobOutcome
 
     assert once_exit_code(JobOutcome("checks", "ok", 1)) == 0  # findings fired

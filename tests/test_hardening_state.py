@@ -23,7 +23,7 @@ from typing import Iterator
 
 import pytest
 
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.sandbox import Sandbox, generate_scenario
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ import urllib.parse
 
 import pytest
 
-from clinicbot.conduit import ConduitClient, HTTPAnswer
+from clinicbot.phab.conduit import ConduitClient, HTTPAnswer
 from clinicbot.errors import (
     ConduitAnswerTooLarge,
     ConduitAPIError,
@@ -23,7 +23,7 @@ from clinicbot.errors import (
     ConduitWriteUncertain,
     redact,
 )
-from clinicbot.logs import setup_logging
+from clinicbot.cli.logs import setup_logging
 from hostile_server import Envelope, HostileServer, Huge, Raw, Redirect, Trickle
 
 

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.cli import cli
-from clinicbot.demo import write_sandbox_config
-from clinicbot.ledger import Ledger
+from clinicbot.jobs.demo import write_sandbox_config
+from clinicbot.state.ledger import Ledger
 from clinicbot.sandbox import Sandbox, generate_scenario
 
 WALL = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)  # the real time, for server and client alike

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from clinicbot.conduit import ConduitClient, HTTPAnswer
+from clinicbot.phab.conduit import ConduitClient, HTTPAnswer
 from clinicbot.errors import ConduitAPIError, ConduitError, ConduitTransportError
-from clinicbot.history import (
+from clinicbot.phab.history import (
     Event,
     TaskHistoryError,
     Timeline,
@@ -667,7 +667,7 @@ def test_with_the_real_client_over_a_fake_transport():
 # -- issue 11 point 6: wrong shapes in histories ---------------------------------------------------
 
 from clinicbot.errors import ConduitShapeError  # noqa: E402
-from clinicbot.history import timeline_from_legacy as _legacy, timeline_from_transaction_search as _ts  # noqa: E402
+from clinicbot.phab.history import timeline_from_legacy as _legacy, timeline_from_transaction_search as _ts  # noqa: E402
 
 
 @pytest.mark.parametrize("change,field", [

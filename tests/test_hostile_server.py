@@ -28,9 +28,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.cli import cli
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.sandbox import Sandbox, generate_scenario
 from hostile_server import Behaviour, Envelope, HostileServer, Huge, Mutate, Raw, Redirect, Trickle
 

@@ -27,8 +27,8 @@ import pytest
 import requests
 import yaml
 
-from clinicbot.actions import text_hash
-from clinicbot.ledger import Ledger
+from clinicbot.delivery.outbox import text_hash
+from clinicbot.state.ledger import Ledger
 from clinicbot.sandbox import Sandbox
 
 from test_runner_sandbox import NOW, REPO, Clock, make_config, scenario  # noqa: F401 (fixture)

@@ -15,7 +15,7 @@ import pytest
 
 from clinicbot.checks.base import Finding
 from clinicbot.errors import LockHeldError, StateError
-from clinicbot.ledger import LEDGER_FILE, SCHEMA_VERSION, Ledger, Outcome, StateLock, iso
+from clinicbot.state.ledger import LEDGER_FILE, SCHEMA_VERSION, Ledger, Outcome, StateLock, iso
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_process_killed_mid_write_leaves_old_file_valid(tmp_path):
     proc = run_py("""
         import os, sys
         from datetime import datetime, timezone
-        from clinicbot.ledger import Ledger
+        from clinicbot.state.ledger import Ledger
         from clinicbot.checks.base import Finding
         book = Ledger.open(sys.argv[1])
         os.fsync = lambda fd: os._exit(137)
@@ -150,7 +150,7 @@ def test_second_process_is_refused_naming_the_holder_pid(tmp_path):
     with Ledger.open(tmp_path):
         proc = run_py("""
             import sys
-            from clinicbot.ledger import Ledger
+            from clinicbot.state.ledger import Ledger
             from clinicbot.errors import LockHeldError
             try:
                 Ledger.open(sys.argv[1])
@@ -169,7 +169,7 @@ def test_second_process_is_refused_naming_the_holder_pid(tmp_path):
 def test_lock_held_by_another_process_names_it(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import sys, time
-        from clinicbot.ledger import StateLock
+        from clinicbot.state.ledger import StateLock
         with StateLock(sys.argv[1]):
             print("locked", flush=True)
             time.sleep(30)
@@ -268,7 +268,7 @@ def test_intents_deliveries_notices(tmp_path):
 
 
 def test_batch_writes_once(tmp_path, monkeypatch):
-    import clinicbot.ledger as ledger_mod
+    import clinicbot.state.ledger as ledger_mod
 
     writes = []
     real = ledger_mod.atomic_write

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from clinicbot.history import Event, Timeline
+from clinicbot.phab.history import Event, Timeline
 from clinicbot.metrics import DurationStats, compute_metrics, median, percentile
-from clinicbot.metrics_store import MetricsStore
+from clinicbot.state.metrics_history import MetricsStore
 from clinicbot.model import Board, Column, Priority, Snapshot, Task, User
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from clinicbot.metrics import compute_metrics
-from clinicbot.report_render import render
-from clinicbot.reports import build_metrics_report
+from clinicbot.reports.render import render
+from clinicbot.reports.build import build_metrics_report
 from tests.test_metrics import ALICE, BOB, D, H, NOW, ev, snapshot, task
 
 CHROMIUM = "/usr/bin/chromium"

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.cli import cli
 from clinicbot.config import load_config
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.sandbox import Sandbox, generate_scenario
-from clinicbot.snapshot import load_snapshot
+from clinicbot.phab.snapshot import load_snapshot
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from clinicbot.conduit import ConduitClient, HTTPAnswer
+from clinicbot.phab.conduit import ConduitClient, HTTPAnswer
 from clinicbot.errors import ConduitAPIError
 from conftest import RECORDINGS, TEST_TOKEN
 

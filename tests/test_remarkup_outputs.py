@@ -18,9 +18,9 @@ import pytest
 from clinicbot.checks import BUILTIN_SLUGS
 from clinicbot.metrics import compute_metrics
 from clinicbot.checks.base import Finding
-from clinicbot.report_render import render
-from clinicbot.reports import build_agenda, build_digest, build_metrics_report
-from clinicbot.templating import Templates
+from clinicbot.reports.render import render
+from clinicbot.reports.build import build_agenda, build_digest, build_metrics_report
+from clinicbot.reports.templating import Templates
 from tests.remarkup_scan import problems
 from tests.test_metrics import NOW
 from tests.test_reports import D, board_snapshot

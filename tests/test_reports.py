@@ -14,11 +14,11 @@ import pytest
 from clinicbot.config import parse_config
 from clinicbot.errors import ConfigError
 from clinicbot.metrics import compute_metrics
-from clinicbot.metrics_store import MetricsStore
+from clinicbot.state.metrics_history import MetricsStore
 from clinicbot.model import Board, Column
-from clinicbot.report_delivery import Target, delivery_key, parse_target, report_settings, wiki_slug
-from clinicbot.report_render import MEDIA, format_hours, render
-from clinicbot.reports import agenda_task_ids, build_agenda, build_digest, build_metrics_report, next_meeting
+from clinicbot.delivery.targets import Target, delivery_key, parse_target, report_settings, wiki_slug
+from clinicbot.reports.render import MEDIA, format_hours, render
+from clinicbot.reports.build import agenda_task_ids, build_agenda, build_digest, build_metrics_report, next_meeting
 from tests.test_metrics import ALICE, BOB, BOT, D, DOING, H, INBOX, NOW, OUTSIDER, REVIEW, REVIEW_BOARD, TEAM, ev, snapshot, task
 
 EVIL = "@alice {F1} <script>alert(1)</script> <!channel> **bold**"

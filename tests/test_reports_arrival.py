@@ -14,9 +14,9 @@ from datetime import datetime
 
 import pytest
 
-from clinicbot.history import Event, Timeline
+from clinicbot.phab.history import Event, Timeline
 from clinicbot.model import Board
-from clinicbot.reports import arrival, build_agenda, build_digest
+from clinicbot.reports.build import arrival, build_agenda, build_digest
 from tests.test_metrics import ALICE, BOB, D, DOING, H, INBOX, NOW, OUTSIDER, TEAM, snapshot, task
 from tests.test_reports import TMI
 
@@ -115,8 +115,8 @@ def test_sandbox_task_created_into_the_meeting_inbox_has_no_mover(tmp_path):
     from click.testing import CliRunner
 
     from clinicbot.cli import cli
-    from clinicbot.conduit import ConduitClient
-    from clinicbot.demo import write_sandbox_config
+    from clinicbot.phab.conduit import ConduitClient
+    from clinicbot.jobs.demo import write_sandbox_config
     from clinicbot.sandbox import Sandbox, generate_scenario
     from tests.test_reports_sandbox import NOW as SANDBOX_NOW
     from tests.test_reports_sandbox import ROTATION

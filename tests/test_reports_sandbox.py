@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from clinicbot.cli import cli
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.sandbox import Sandbox, generate_scenario
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)  # a Tuesday
@@ -271,7 +271,7 @@ def test_metrics_history_and_page(config, tmp_path):
     html = (out / "index.html").read_text()
     assert html.count("<svg") == 5 and "<script" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html or "T295" not in html
-    from clinicbot.metrics_store import MetricsStore
+    from clinicbot.state.metrics_history import MetricsStore
 
     with MetricsStore(config.parent / "state") as store:
         assert len(store.history()) == 4
@@ -362,8 +362,8 @@ def test_demo_shows_the_daily_digest():
 def test_scheduled_jobs_deliver_to_the_configured_targets(config):
     import yaml
 
-    from clinicbot.app import App
-    from clinicbot.reports import run_agenda_job, run_digest_job, run_metrics_job
+    from clinicbot.jobs.context import App
+    from clinicbot.reports.build import run_agenda_job, run_digest_job, run_metrics_job
 
     data = yaml.safe_load(config.read_text())
     data["reports"] = {"digest_to": ["file:out/digest.md"], "agenda_to": ["file:out/agenda.html"],

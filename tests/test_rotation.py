@@ -410,7 +410,7 @@ def test_check_members_on_server_reports_missing_and_away(rec):
 
 def test_example_team_exists_in_the_sandbox():
     sandbox = pytest.importorskip("clinicbot.sandbox")
-    from clinicbot.conduit import ConduitClient
+    from clinicbot.phab.conduit import ConduitClient
 
     now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
     sb = sandbox.Sandbox(scenario=sandbox.generate_scenario(now, size=30))

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from icalendar import Calendar
 
-from clinicbot.app import App
-from clinicbot.cli_rotation import rotation
+from clinicbot.jobs.context import App
+from clinicbot.cli.rotation import rotation
 from clinicbot.errors import EXIT_CONFIG
 from test_wiki import FakePhriction  # tests/ is on sys.path (rootdir conftest), as for conftest imports
 
@@ -194,7 +194,7 @@ def test_publish_the_next_day_with_the_same_file_is_byte_identical_and_makes_no_
 @pytest.fixture
 def fresh_wiki(workdir):
     sandbox = pytest.importorskip("clinicbot.sandbox")
-    from clinicbot.demo import write_sandbox_config
+    from clinicbot.jobs.demo import write_sandbox_config
 
     sb = sandbox.Sandbox(scenario=sandbox.generate_scenario(NOW, size=30))
     sb.start()

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar
 
 from clinicbot.rotation import load_rotation, parse_rotation, shifts_between
-from clinicbot.rotation_export import (calendar_bytes, replace_section, schedule_window, shift_uid, wiki_section,
+from clinicbot.rotation.export import (calendar_bytes, replace_section, schedule_window, shift_uid, wiki_section,
                                        write_atomic)
 
 EXAMPLE = Path(__file__).parent.parent / "rotation.yaml"
@@ -108,7 +108,7 @@ def test_wiki_section_changes_only_with_the_facts():
 def test_wiki_section_is_the_same_whatever_the_clock(monkeypatch):
     # Nothing reads the wall clock either: freeze datetime.now far in the future and compare.
     import clinicbot.rotation as rotation_mod
-    import clinicbot.rotation_export as export_mod
+    import clinicbot.rotation.export as export_mod
 
     rot = load_rotation(EXAMPLE)
     base = wiki_section(rot)

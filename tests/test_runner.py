@@ -6,11 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from clinicbot.actions import Action, Resolution
+from clinicbot.delivery.outbox import Action, Resolution
 from clinicbot.checks.base import Finding
 from clinicbot.checks.settings import CheckSettings
-from clinicbot.ledger import Intent, Ledger, Outcome, iso
-from clinicbot.runner import Decision, apply_resolutions, decide, record_outcomes
+from clinicbot.state.ledger import Intent, Ledger, Outcome, iso
+from clinicbot.jobs.check import Decision, apply_resolutions, decide, record_outcomes
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 DAY = 86400

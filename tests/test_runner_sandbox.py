@@ -15,12 +15,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.checks import BUILTIN_SLUGS
 from clinicbot.cli import cli
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.errors import EXIT_CAP, EXIT_CONFIG
-from clinicbot.ledger import Ledger, StateLock
+from clinicbot.state.ledger import Ledger, StateLock
 from clinicbot.sandbox import Sandbox, generate_scenario
 
 from test_actions import HOSTILE, live_mentions, smtp_server, webhook  # noqa: F401 (fixtures)

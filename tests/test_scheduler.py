@@ -12,7 +12,7 @@ import pytest
 from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.base import BaseScheduler
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.config import parse_config
 from clinicbot.errors import ConfigError
 from clinicbot.scheduler import JOB_TARGETS, JobRunner, add_jobs, catch_up, crontab, parse_schedule

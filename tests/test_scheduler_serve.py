@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from clinicbot.cli import cli
 from clinicbot.config import load_config
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.errors import EXIT_CONFIG
 from clinicbot.sandbox import Sandbox, generate_scenario
 from clinicbot.sync import cache_path, load_cached

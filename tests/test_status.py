@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from click.testing import CliRunner
 from rich.console import Console
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.cli import cli
 from clinicbot.config import parse_config
-from clinicbot.status import collect_status, render_status, status_json
+from clinicbot.jobs.status import collect_status, render_status, status_json
 from clinicbot.sync import CacheStore, cache_path
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from clinicbot.boards import load_boards
-from clinicbot.conduit import ConduitClient
+from clinicbot.phab.boards import load_boards
+from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config, load_config
-from clinicbot.demo import write_sandbox_config
+from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.errors import ConduitError, StateError
-from clinicbot.history import fetch_timelines
+from clinicbot.phab.history import fetch_timelines
 from clinicbot.model import from_epoch
 from clinicbot.sandbox import Sandbox, generate_scenario
 from clinicbot.sync import CacheStore, SyncSettings, cache_path, load_cached, sync

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from clinicbot.conduit import ConduitClient, HTTPAnswer
+from clinicbot.phab.conduit import ConduitClient, HTTPAnswer
 from clinicbot.errors import ConduitAPIError, SafetyCapExceeded
-from clinicbot.wiki import (ANCESTOR_CONTENT, WikiWriter, ancestors, normalize_slug, publish_page, publish_section,
+from clinicbot.phab.wiki import (ANCESTOR_CONTENT, WikiWriter, ancestors, normalize_slug, publish_page, publish_section,
                             read_page, replace_section)
 
 SECTION = "= Current Clinic Duty Rotation =\n\n| Engineer |\n| --- |\n| alice |\n"
@@ -476,7 +476,7 @@ def test_publish_twice_against_the_sandbox_makes_one_edit():
     from datetime import datetime, timezone
 
     from clinicbot.rotation import load_rotation
-    from clinicbot.rotation_export import wiki_section
+    from clinicbot.rotation.export import wiki_section
 
     now = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
     sb = sandbox.Sandbox(scenario=sandbox.generate_scenario(now, size=30))

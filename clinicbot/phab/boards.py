@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from clinicbot.conduit import PAGE_LIMIT, ConduitClient
+from clinicbot.phab.conduit import PAGE_LIMIT, ConduitClient
 from clinicbot.config import BoardConfig, Config
 from clinicbot.errors import ConfigError
 from clinicbot.model import Board, Column, Priority, Shape, Status, Task, User

@@ -17,9 +17,9 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.config import SETTINGS_BY_NAME
-from clinicbot.report_delivery import check_writable
+from clinicbot.delivery.targets import check_writable
 from clinicbot.errors import ClinicbotError, ConfigError
 from clinicbot.rotation import (
     DEFAULT_HORIZON,
@@ -37,8 +37,8 @@ from clinicbot.rotation import (
     shifts_between,
     validate,
 )
-from clinicbot.rotation_export import calendar_bytes, wiki_section, write_atomic
-from clinicbot.wiki import PublishResult, WikiWriter
+from clinicbot.rotation.export import calendar_bytes, wiki_section, write_atomic
+from clinicbot.phab.wiki import PublishResult, WikiWriter
 
 CHANGES_DAYS = 14
 ICAL_PAST = timedelta(weeks=4)  # keep recent shifts in the feed so "last week" still shows

@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from clinicbot.conduit import redact
+from clinicbot.phab.conduit import redact
 
 
 class RedactingFilter(logging.Filter):

@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def state_lock(app: App) -> Any:
     """The one lock per state directory (ledger.StateLock, shared with the ledger)."""
-    from clinicbot.ledger import StateLock
+    from clinicbot.state.ledger import StateLock
 
     return StateLock(app.config().state_dir)
 
@@ -201,7 +201,7 @@ def status(app: App, fmt: str) -> None:
     Reads the state directory only (no Conduit call, no lock). Exit 0 when healthy, 1 when a job's
     last run failed or a job missed a scheduled run.
     """
-    from clinicbot.status import collect_status, render_status, status_json
+    from clinicbot.jobs.status import collect_status, render_status, status_json
 
     report = collect_status(app.config(), datetime.now(timezone.utc))
     if fmt == "json":

@@ -40,7 +40,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import MemoryStorage, Storage
 
 from clinicbot.errors import LockHeldError, StateError
-from clinicbot.fileio import PRIVATE_FILE_MODE, private_dir, state_error
+from clinicbot.state.fileio import PRIVATE_FILE_MODE, private_dir, state_error
 
 log = logging.getLogger(__name__)
 

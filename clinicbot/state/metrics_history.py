@@ -27,7 +27,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
 from clinicbot.errors import StateError
-from clinicbot.fileio import private_dir, state_error
+from clinicbot.state.fileio import private_dir, state_error
 
 FILENAME = "metrics.json"
 
@@ -58,7 +58,7 @@ class AtomicJSONStorage(Storage):
         return data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        from clinicbot.ledger import StateLock
+        from clinicbot.state.ledger import StateLock
 
         # Never recreate a state directory removed mid-run (the lock's holder made it).
         private_dir(self.path.parent, create=not StateLock.held(self.path.parent))

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from rich.console import Console
 
 from clinicbot.config import Config, load_config
-from clinicbot.conduit import ConduitClient
+from clinicbot.phab.conduit import ConduitClient
 from clinicbot.errors import ConfigError
 
 log = logging.getLogger(__name__)

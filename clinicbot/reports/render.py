@@ -58,7 +58,7 @@ def _local(tz_name: str):
 
 
 def _templates(templates_dir: str | Path | None, tz_name: str) -> Any:
-    from clinicbot.templating import Templates
+    from clinicbot.reports.templating import Templates
 
     t = Templates(templates_dir)
     t.env.filters.update(hours=format_hours, local=_local(tz_name))

@@ -13,10 +13,10 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clinicbot.app import App
-from clinicbot.snapshot import whoami
-from clinicbot.boards import load_structure
-from clinicbot.conduit import OPTIONAL_METHODS
+from clinicbot.jobs.context import App
+from clinicbot.phab.snapshot import whoami
+from clinicbot.phab.boards import load_structure
+from clinicbot.phab.conduit import OPTIONAL_METHODS
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK, ClinicbotError
 
 
@@ -49,9 +49,9 @@ class DoctorReport:
 
 def validate_sections(config) -> None:
     """Every structured config section, through the parser of the module that owns it."""
-    from clinicbot.actions import validate_delivery
+    from clinicbot.delivery.outbox import validate_delivery
     from clinicbot.checks import load_checks_and_settings
-    from clinicbot.report_delivery import report_settings
+    from clinicbot.delivery.targets import report_settings
     from clinicbot.scheduler import parse_schedule
 
     load_checks_and_settings(config.section("checks"), error=config.error)

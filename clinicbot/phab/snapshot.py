@@ -10,8 +10,8 @@ import logging
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from clinicbot.boards import BoardData, fetch_users, load_boards, resolve_projects
-from clinicbot.conduit import ConduitClient
+from clinicbot.phab.boards import BoardData, fetch_users, load_boards, resolve_projects
+from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.model import Shape, Snapshot, User
 
@@ -83,7 +83,7 @@ def build_snapshot(
     users: dict[str, User] = fetch_users(client, phids=[p for p in referenced if p],
                                          usernames=sorted(members | ignored | set(also_fetch) | {bot_username}))
     if with_timelines and timelines is None:
-        from clinicbot.history import fetch_timelines
+        from clinicbot.phab.history import fetch_timelines
 
         timelines = fetch_timelines(client, [(t.id, t.phid) for t in data.tasks.values()])
     # Anyone who acted in a timeline but is not known yet (commenters, movers): one more batch.

@@ -48,7 +48,7 @@ from clinicbot.errors import (
 )
 from clinicbot import escape
 from clinicbot.escape import ZWSP
-from clinicbot.ledger import Intent, Ledger
+from clinicbot.state.ledger import Intent, Ledger
 
 log = logging.getLogger(__name__)
 

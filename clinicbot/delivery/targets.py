@@ -1,8 +1,8 @@
 """Where a report goes (``--to``) and the ``reports:`` config section.
 
 Targets: ``stdout`` (default), ``file:PATH``, ``email``, ``chat``, ``task:T123`` (a comment on a
-tracking task), ``wiki`` (Phriction). Messages go through :class:`clinicbot.actions.Outbox`
-(ledger, dry run, cap, never twice), pages through :class:`clinicbot.wiki.WikiWriter` (missing
+tracking task), ``wiki`` (Phriction). Messages go through :class:`clinicbot.delivery.outbox.Outbox`
+(ledger, dry run, cap, never twice), pages through :class:`clinicbot.phab.wiki.WikiWriter` (missing
 parent pages created, unchanged pages not written). Both share the run's one write cap: every
 message, page created or page edited is one write, and the cap is checked before the first. Every
 delivery but stdout and files has an idempotency key ``<report>:<day or meeting date>:<target>``
@@ -21,11 +21,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import click
 
-from clinicbot.fileio import write_atomic
+from clinicbot.state.fileio import write_atomic
 from clinicbot.config import Config
 from clinicbot.errors import ConfigError, SafetyCapExceeded
-from clinicbot.report_render import EXTENSIONS, render
-from clinicbot.wiki import PagePlan, WikiWriter, normalize_slug
+from clinicbot.reports.render import EXTENSIONS, render
+from clinicbot.phab.wiki import PagePlan, WikiWriter, normalize_slug
 
 KINDS = ("digest", "agenda", "metrics")
 TITLES = {"digest": "Daily triage digest", "agenda": "Triage meeting agenda", "metrics": "Clinic duty metrics"}
@@ -236,7 +236,7 @@ class Deliverer:
     """What delivering needs, built once at the edge (cli_reports)."""
 
     client: Any
-    ledger: Any  # clinicbot.ledger.Ledger (read-only copy in a dry run)
+    ledger: Any  # clinicbot.state.ledger.Ledger (read-only copy in a dry run)
     settings: ReportSettings
     apply: bool
     cap: int
@@ -259,7 +259,7 @@ class Deliverer:
 
     def deliver(self, data: Mapping[str, Any], targets: Sequence[Target], *, fmt: str = "term",
                 recipients: Sequence[str] = ()) -> list[Delivery]:
-        from clinicbot.actions import Outbox
+        from clinicbot.delivery.outbox import Outbox
 
         out: list[Delivery] = []
         outbox = Outbox(self.client, self.ledger, apply=self.apply, cap=self.cap, now=self.now,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from clinicbot.actions import (
+from clinicbot.delivery.outbox import (
     Action,
     Outbox,
     Recipient,
@@ -36,8 +36,8 @@ from clinicbot.actions import (
 )
 from clinicbot.checks.base import Finding
 from clinicbot.errors import EXIT_CAP, EXIT_FAILURE, EXIT_OK, ConfigError, SafetyCapExceeded
-from clinicbot.ledger import Ledger, Outcome, Record, iso
-from clinicbot.templating import Templates
+from clinicbot.state.ledger import Ledger, Outcome, Record, iso
+from clinicbot.reports.templating import Templates
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +435,7 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
     # Take the lock before the (slow) snapshot: a second instance fails fast and fetches nothing.
     ledger = Ledger.open(config.state_dir, readonly=not apply)
     try:
-        from clinicbot.snapshot import load_snapshot
+        from clinicbot.phab.snapshot import load_snapshot
 
         client = app.client()
         snapshot = load_snapshot(app)

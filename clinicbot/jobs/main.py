@@ -7,13 +7,13 @@ it. Showing is not delivering: nothing is posted, and "since the last digest" st
 
 from __future__ import annotations
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.errors import EXIT_OK
 
 
 def run(app: App) -> int:
-    from clinicbot.cli_reports import _ledger, deliverer, digest_data, report_env
-    from clinicbot.report_delivery import Target
+    from clinicbot.cli.reports import _ledger, deliverer, digest_data, report_env
+    from clinicbot.delivery.targets import Target
 
     env = report_env(app)
     ledger = _ledger(env, apply=False)  # a read-only copy: the digest only reads the findings

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from clinicbot.conduit import Secret
+from clinicbot.phab.conduit import Secret
 from clinicbot.errors import ConfigError
 from clinicbot.model import COLUMN_ROLES
 

@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from clinicbot.app import App
-from clinicbot.snapshot import load_snapshot
+from clinicbot.jobs.context import App
+from clinicbot.phab.snapshot import load_snapshot
 from clinicbot.errors import EXIT_FAILURE, ClinicbotError, ConfigError
 from clinicbot.model import Snapshot
-from clinicbot.report_delivery import (
+from clinicbot.delivery.targets import (
     Deliverer,
     Delivery,
     ReportSettings,
@@ -32,7 +32,7 @@ from clinicbot.report_delivery import (
     report_settings,
     write_file,
 )
-from clinicbot.report_render import FORMATS
+from clinicbot.reports.render import FORMATS
 
 
 @dataclass
@@ -57,13 +57,13 @@ def report_env(app: App) -> ReportEnv:
 
 
 def _store(env: ReportEnv) -> Any:
-    from clinicbot.metrics_store import MetricsStore
+    from clinicbot.state.metrics_history import MetricsStore
 
     return MetricsStore(env.state_dir)
 
 
 def _ledger(env: ReportEnv, *, apply: bool) -> Any:
-    from clinicbot.ledger import Ledger
+    from clinicbot.state.ledger import Ledger
 
     # A dry run reads a private copy (no lock, nothing saved); applying takes the state lock.
     return Ledger.open(env.state_dir, readonly=not apply)
@@ -74,7 +74,7 @@ def _ledger(env: ReportEnv, *, apply: bool) -> Any:
 
 
 def digest_data(app: App, env: ReportEnv, ledger: Any | None, *, since: datetime | None = None) -> dict[str, Any]:
-    from clinicbot.reports import build_digest
+    from clinicbot.reports.build import build_digest
 
     snapshot = load_snapshot(app, open_only=True)
     now = snapshot.now
@@ -94,7 +94,7 @@ def digest_data(app: App, env: ReportEnv, ledger: Any | None, *, since: datetime
 
 
 def agenda_data(app: App, env: ReportEnv, *, meeting: date | None = None) -> dict[str, Any]:
-    from clinicbot.reports import agenda_task_ids, build_agenda, next_meeting
+    from clinicbot.reports.build import agenda_task_ids, build_agenda, next_meeting
 
     config = app.config()
     snapshot = load_snapshot(app, open_only=True)
@@ -128,7 +128,7 @@ def _project_names(app: App, snapshot: Snapshot) -> dict[str, str]:
 
 def metrics_data(app: App, env: ReportEnv, *, window_days: int | None = None, record: bool = True) -> dict[str, Any]:
     from clinicbot.metrics import compute_metrics
-    from clinicbot.reports import build_metrics_report
+    from clinicbot.reports.build import build_metrics_report
 
     snapshot = load_snapshot(app, open_only=False)
     on_duty = None
@@ -166,7 +166,7 @@ def recipients(data: dict[str, Any]) -> list[str]:
 
 
 def deliverer(app: App, env: ReportEnv, ledger: Any, *, apply: bool) -> Deliverer:
-    from clinicbot.actions import chat_sender_from_config, email_sender_from_config, settle_window
+    from clinicbot.delivery.outbox import chat_sender_from_config, email_sender_from_config, settle_window
 
     config = app.config()
     delivery = config.section("delivery")
@@ -305,7 +305,7 @@ _apply = click.option("--apply", "apply_flag", is_flag=True, help="Really delive
 @click.pass_obj
 def digest(app: App, fmt: str, to: tuple[str, ...], apply_flag: bool, since: str | None) -> None:
     """The daily triage digest for the engineers on duty."""
-    from clinicbot.app import parse_now
+    from clinicbot.jobs.context import parse_now
 
     since_at = parse_now(since, "--since") if since else None
     _guard(lambda: _run(app, lambda env, ledger: digest_data(app, env, ledger, since=since_at), to, fmt, apply_flag))

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from clinicbot.app import App
+from clinicbot.jobs.context import App
 from clinicbot.config import load_config, write_config
 
 # The generated sandbox team's boards and the role of each column.
@@ -125,7 +125,7 @@ def start_sandbox(now: datetime, *, port: int = 0, token: str | None = None, sce
 
 def run_demo(app: App, *, size: int = 300, keep: Path | None = None) -> int:
     """Serve a sandbox, configure clinicbot against it, run the main job. Returns an exit code."""
-    from clinicbot import main_job
+    from clinicbot.jobs import main as main_job
 
     now = app.now()
     running = start_sandbox(now, size=size)

@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable, Mapping, Sequence
 
 from clinicbot.escape import one_line
-from clinicbot.history import Event, Timeline
+from clinicbot.phab.history import Event, Timeline
 from clinicbot.metrics import Metrics, hours_between, unbreak_since
 from clinicbot.model import Column, Snapshot, Task
 
@@ -384,18 +384,18 @@ def build_metrics_report(
 
 
 def run_digest_job(app: Any, *, apply: bool) -> int:
-    from clinicbot.cli_reports import run_report_job
+    from clinicbot.cli.reports import run_report_job
 
     return run_report_job(app, "digest", apply=apply)
 
 
 def run_agenda_job(app: Any, *, apply: bool) -> int:
-    from clinicbot.cli_reports import run_report_job
+    from clinicbot.cli.reports import run_report_job
 
     return run_report_job(app, "agenda", apply=apply)
 
 
 def run_metrics_job(app: Any, *, apply: bool) -> int:
-    from clinicbot.cli_reports import run_report_job
+    from clinicbot.cli.reports import run_report_job
 
     return run_report_job(app, "metrics", apply=apply)

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clinicbot import escape
-from clinicbot.boards import BoardData
+from clinicbot.phab.boards import BoardData
 
 
 def format_age(seconds: float) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 import click
 
 from clinicbot import __version__
-from clinicbot.app import App, parse_now
+from clinicbot.jobs.context import App, parse_now
 from clinicbot.errors import EXIT_CONFIG, EXIT_FAILURE, ClinicbotError
-from clinicbot.logs import setup_logging
+from clinicbot.cli.logs import setup_logging
 
 log = logging.getLogger("clinicbot")
 
@@ -109,7 +109,7 @@ def doctor(app: App) -> None:
 
     Exit 0 only when everything is well.
     """
-    from clinicbot.doctor import run_doctor
+    from clinicbot.jobs.doctor import run_doctor
 
     report = run_doctor(app)
     for line in report.lines:
@@ -129,8 +129,8 @@ def doctor(app: App) -> None:
 @click.pass_obj
 def board(app: App, fmt: str) -> None:
     """Each watched board: columns with open-task counts, the oldest open task and its age."""
-    from clinicbot.boards import load_boards
-    from clinicbot.overview import board_overview, render_overview
+    from clinicbot.phab.boards import load_boards
+    from clinicbot.reports.board import board_overview, render_overview
 
     data = load_boards(app.client(), app.config())
     overview = board_overview(data, app.now())
@@ -164,7 +164,7 @@ def sandbox(app: App, port: int, token: str | None, scenario: Path | None, size:
     """
     import tempfile
 
-    from clinicbot.demo import start_sandbox, write_sandbox_config
+    from clinicbot.jobs.demo import start_sandbox, write_sandbox_config
 
     sb = start_sandbox(app.now(), port=port, token=token, scenario=scenario, size=size, latency=latency)
     tmp = None
@@ -195,7 +195,7 @@ def sandbox(app: App, port: int, token: str | None, scenario: Path | None, size:
 @click.pass_obj
 def demo(app: App, size: int, keep: Path | None) -> None:
     """Start the sandbox in-process, point clinicbot at it and run the main job (dry run)."""
-    from clinicbot.demo import run_demo
+    from clinicbot.jobs.demo import run_demo
 
     code = run_demo(app, size=size, keep=keep)
     if code:
@@ -206,9 +206,9 @@ def _register_optional_commands() -> None:
     # Commands owned by feature modules; each registers itself if present.
     import importlib
 
-    for module, name in (("clinicbot.cli_rotation", "rotation"), ("clinicbot.cli_checks", "check"), ("clinicbot.cli_checks", "ledger"),
-                         ("clinicbot.cli_ops", "serve"), ("clinicbot.cli_ops", "sync"), ("clinicbot.cli_ops", "status"),
-                         ("clinicbot.cli_reports", "digest"), ("clinicbot.cli_reports", "agenda"), ("clinicbot.cli_reports", "metrics")):
+    for module, name in (("clinicbot.cli.rotation", "rotation"), ("clinicbot.cli.checks", "check"), ("clinicbot.cli.checks", "ledger"),
+                         ("clinicbot.cli.ops", "serve"), ("clinicbot.cli.ops", "sync"), ("clinicbot.cli.ops", "status"),
+                         ("clinicbot.cli.reports", "digest"), ("clinicbot.cli.reports", "agenda"), ("clinicbot.cli.reports", "metrics")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -228,6 +228,3 @@ def main() -> None:
         click.echo("clinicbot: interrupted", err=True)
         sys.exit(EXIT_FAILURE)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

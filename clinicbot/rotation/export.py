@@ -1,7 +1,7 @@
 """The rotation as an iCalendar file and as a Remarkup wiki section.
 
 The calendar is a function of the rotation and the window asked for; writing the file
-(atomically) and publishing the section (``clinicbot.wiki``) happen at the edges.
+(atomically) and publishing the section (``clinicbot.phab.wiki``) happen at the edges.
 
 Calendar clients update an event in place only when its UID stays the same, so a UID is
 derived from the member and the shift's start instant, never from a counter or the run.
@@ -20,10 +20,10 @@ from pathlib import Path
 
 from icalendar import Calendar, Event
 
-from clinicbot.fileio import write_atomic
+from clinicbot.state.fileio import write_atomic
 from clinicbot.escape import remarkup_cell
 from clinicbot.rotation import Rotation, Shift, coverage_gaps, shifts_between
-from clinicbot.wiki import replace_section
+from clinicbot.phab.wiki import replace_section
 
 __all__ = ["SECTION_TITLE", "calendar", "calendar_bytes", "replace_section", "schedule_window", "shift_uid",
            "wiki_section", "write_atomic"]

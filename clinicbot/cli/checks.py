@@ -1,4 +1,4 @@
-"""``clinicbot check`` and ``clinicbot ledger``: thin commands over :mod:`clinicbot.runner` and the ledger.
+"""``clinicbot check`` and ``clinicbot ledger``: thin commands over :mod:`clinicbot.jobs.check` and the ledger.
 
 Exit codes of ``check``: 0 nothing fired; 1 findings fired or a check failed (named on
 stderr); 2 config/state problems (lock held, corrupt ledger); 3 Phabricator; 4 the write cap.
@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clinicbot import escape
-from clinicbot.app import App, parse_now
+from clinicbot.jobs.context import App, parse_now
 from clinicbot.errors import ConfigError, SafetyCapExceeded
 
 
@@ -55,7 +55,7 @@ def check(app: App, apply_: bool, dry_run: bool, only: str | None, task: str | N
     went away and came back starts a new episode. Exit 0 when nothing fired, 1 when findings
     fired or a check failed, 4 when more writes were planned than max_writes_per_run.
     """
-    from clinicbot.runner import run_check_job
+    from clinicbot.jobs.check import run_check_job
 
     if apply_ and dry_run:
         raise ConfigError(None, "--apply", "--apply and --dry-run contradict each other; pick one")
@@ -144,7 +144,7 @@ def render_result(app: App, result: Any) -> None:
 def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: str, unsnooze: str | None,
            handled: str | None, fmt: str) -> None:
     """Show what fired and what was done; snooze a check or a task; mark a finding handled."""
-    from clinicbot.ledger import Ledger, iso, normalise_target
+    from clinicbot.state.ledger import Ledger, iso, normalise_target
 
     config = app.config()
     now = app.now()
@@ -233,7 +233,7 @@ def check_ledger_args(config: Any, book: Any, now: datetime, *, snooze: str | No
             raise ConfigError(None, "--snooze", f"{escape.one_line(snooze)!r} is neither a check ({', '.join(slugs)}) "
                               "nor a task monogram such as T123")
     if unsnooze is not None:
-        from clinicbot.ledger import normalise_target
+        from clinicbot.state.ledger import normalise_target
 
         target = normalise_target(unsnooze)
         snoozed = sorted(s.target for s in book.snoozes(now))

@@ -1,0 +1,1 @@
+"""What the CLI and the scheduler both call: plain functions taking one Context."""

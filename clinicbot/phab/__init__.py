@@ -1,0 +1,1 @@
+"""Everything that speaks Conduit: the client (the only module that knows HTTP), boards, history, wiki reads, snapshot building."""

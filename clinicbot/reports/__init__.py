@@ -1,0 +1,1 @@
+"""Report data (build), text (render, templating) and the board overview."""
