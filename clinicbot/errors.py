@@ -356,3 +356,26 @@ class SafetyCapExceeded(ClinicbotError):
             f"({done} done before stopping); nothing more was written. Review with a dry run, "
             "then raise max_writes_per_run or narrow the run with --only/--task"
         )
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError that slipped past the code that expects it (which raises StateError or
+    ConfigError naming the file): still one line, with what to do."""
+    where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    return (f"{where}{exc.strerror or exc}; check that path (it must exist, be writable by this user, "
+            "and its disk must have free space)")
+
+
+def error_exit(exc: BaseException) -> tuple[str, int] | None:
+    """The one mapping from an error to (one line, exit code), for the CLI's boundary and the
+    scheduler's job runner; None for an error that is a bug (it keeps its traceback)."""
+    import sqlite3
+
+    if isinstance(exc, ClinicbotError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError):
+        return os_error_line(exc), EXIT_CONFIG
+    if isinstance(exc, sqlite3.Error):
+        return (f"the cache database: {exc}; `clinicbot sync --full` rebuilds it, "
+                "check the state directory and its disk"), EXIT_CONFIG
+    return None

@@ -99,7 +99,7 @@ CREATE INDEX IF NOT EXISTS runs_job ON runs (job, started);
 
 
 # --------------------------------------------------------------------------------------------
-# Settings (the `schedule.sync` part of the config; validated in scheduler.parse_schedule too)
+# Settings (the `schedule.sync` part of the config; validated in jobs/schedule.parse_schedule too)
 
 
 @dataclass(frozen=True)

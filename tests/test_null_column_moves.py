@@ -15,7 +15,7 @@ from clinicbot.cli import cli
 from clinicbot.config import load_config
 from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.sandbox import Sandbox, generate_scenario
-from clinicbot.phab.snapshot import load_snapshot
+from clinicbot.jobs.context import load_snapshot
 
 
 @pytest.fixture

@@ -363,7 +363,7 @@ def test_scheduled_jobs_deliver_to_the_configured_targets(config):
     import yaml
 
     from clinicbot.jobs.context import App
-    from clinicbot.reports.build import run_agenda_job, run_digest_job, run_metrics_job
+    from clinicbot.jobs.reports import agenda_job as run_agenda_job, digest_job as run_digest_job, metrics_job as run_metrics_job
 
     data = yaml.safe_load(config.read_text())
     data["reports"] = {"digest_to": ["file:out/digest.md"], "agenda_to": ["file:out/agenda.html"],

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from icalendar import Calendar
 
 from clinicbot.jobs.context import App
-from clinicbot.cli.rotation import rotation
+from clinicbot.cli import cli
 from clinicbot.errors import EXIT_CONFIG
 from test_wiki import FakePhriction  # tests/ is on sys.path (rootdir conftest), as for conftest imports
 
@@ -29,7 +29,11 @@ def workdir(tmp_path, monkeypatch):
 
 def run(args, app=None):
     app = app or App(now_override=NOW, env={})
-    result = CliRunner().invoke(rotation, args, obj=app, catch_exceptions=False)
+    # Through the main group, as `clinicbot rotation` runs: errors become exit codes at its one boundary.
+    client = app._client
+    result = CliRunner().invoke(cli, ["rotation", *args], obj=app, catch_exceptions=False)
+    if client is not None:  # the group closes the App after each command; the next run reuses the fake
+        app.set_client(client)
     return result, app
 
 

@@ -15,7 +15,8 @@ from apscheduler.schedulers.base import BaseScheduler
 from clinicbot.jobs.context import App
 from clinicbot.config import parse_config
 from clinicbot.errors import ConfigError
-from clinicbot.scheduler import JOB_TARGETS, JobRunner, add_jobs, catch_up, crontab, parse_schedule
+from clinicbot.jobs.schedule import JOBS, crontab, parse_schedule
+from clinicbot.scheduler import JobRunner, add_jobs, catch_up
 from clinicbot.sync import CacheStore, cache_path
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -88,7 +89,7 @@ class Harness:
         self.app.set_config(self.config)
         self.ran: list[tuple[str, datetime]] = []
         self.fail = fail or {}
-        targets = {name: self._target(name) for name in JOB_TARGETS}
+        targets = {name: self._target(name) for name in JOBS}
         self.runner = JobRunner(self.app, apply=False, clock=clock.now, targets=targets)
         self.schedule = parse_schedule(self.config)
         self.scheduler = ManualScheduler(timezone=self.schedule.timezone, executors={"default": DebugExecutor()})
@@ -219,15 +220,17 @@ def test_sync_settings_are_validated(tmp_path):
     assert s.sync.overlap == 120 and s.sync.reconcile_hours == 6
 
 
-def test_job_targets_resolve_and_job_results_are_judged():
-    import functools
+def test_jobs_are_the_functions_the_commands_call_and_job_results_are_judged(monkeypatch):
+    from clinicbot.jobs import check, reports, schedule, sync
+    from clinicbot.scheduler import _judge
 
-    from clinicbot.scheduler import _judge, resolve_target
-
-    rotation = resolve_target(JOB_TARGETS["rotation"])
-    assert isinstance(rotation, functools.partial) and rotation.keywords == {"only": "rotation-notice"}
-    assert resolve_target("clinicbot.no_such_module:fn") is None
-    assert resolve_target("clinicbot.scheduler:no_such_function") is None
+    assert JOBS["checks"] is check.run_check_job and JOBS["sync"] is sync.sync_job
+    assert (JOBS["digest"], JOBS["agenda"], JOBS["metrics"]) == (reports.digest_job, reports.agenda_job,
+                                                                 reports.metrics_job)
+    calls = []
+    monkeypatch.setattr(schedule, "run_check_job", lambda app, **kw: calls.append((app, kw)) or 0)
+    assert JOBS["rotation"]("app", apply=True) == 0
+    assert calls == [("app", {"apply": True, "only": "rotation-notice"})]
 
     class Checked:  # like runner.CheckRunResult
         def __init__(self, exit_code, failures=()):
@@ -239,3 +242,30 @@ def test_job_targets_resolve_and_job_results_are_judged():
     assert _judge(Checked(1))[0] == "ok"  # findings fired: the job did its work
     assert _judge(Checked(1, failures=["boom"]))[0] == "partial"
     assert _judge(Checked(4))[:2] == ("failed", 4)  # the write cap
+
+
+def test_a_job_error_becomes_the_same_line_and_exit_code_as_at_the_cli_boundary(tmp_path):
+    """One mapping (errors.error_exit) for the CLI and the scheduler: a damaged cache database in a
+    job is one line naming the fix and exit 2, not a traceback; an OSError keeps its hint."""
+    import sqlite3
+
+    from clinicbot.errors import EXIT_CONFIG, error_exit
+
+    config = make_config(tmp_path)
+    app = App(config_path=config.path)
+    app.set_config(config)
+
+    def broken_db(app, *, apply):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    def unwritable(app, *, apply):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "out.html"))
+
+    runner = JobRunner(app, apply=False, targets={"sync": broken_db, "digest": unwritable}, record=False)
+    outcome = runner.run("sync")
+    assert (outcome.outcome, outcome.exit_code) == ("failed", EXIT_CONFIG)
+    assert outcome.detail == error_exit(sqlite3.DatabaseError("database disk image is malformed"))[0]
+    assert "`clinicbot sync --full` rebuilds it" in outcome.detail
+    outcome = runner.run("digest")
+    assert (outcome.outcome, outcome.exit_code) == ("failed", EXIT_CONFIG)
+    assert outcome.detail.startswith(f"{tmp_path / 'out.html'}: Permission denied; check that path")

@@ -50,6 +50,9 @@ class FakePhriction:
     PARAMS = {"phriction.create": {"slug", "title", "content", "description"},
               "phriction.edit": {"slug", "title", "content", "description"}}
 
+    def close(self) -> None:  # the CLI's boundary closes the App's client, as it closes a ConduitClient
+        pass
+
     def __init__(self, pages: dict[str, tuple[str, str]] | None = None, *, fresh: bool = False):
         self.pages = {normalize_slug(k): v for k, v in (pages or {}).items()}  # slug -> (title, content)
         if self.pages and not fresh:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ import click
 
 from clinicbot import __version__
 from clinicbot.jobs.context import App, parse_now
-from clinicbot.errors import EXIT_CONFIG, EXIT_FAILURE, ClinicbotError
+from clinicbot.errors import EXIT_FAILURE, error_exit
 from clinicbot.cli.logs import setup_logging
 
 log = logging.getLogger("clinicbot")
@@ -30,18 +29,14 @@ class ClinicbotGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ClinicbotError as exc:
-            click.echo(f"clinicbot: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except OSError as exc:
-            # The last line of defence: core code turns the OSErrors it expects into StateError
-            # or ConfigError naming the file; one that slipped through is still one line, exit 2.
-            click.echo(f"clinicbot: error: {_os_error_line(exc)}", err=True)
-            ctx.exit(EXIT_CONFIG)
-        except sqlite3.Error as exc:
-            click.echo(f"clinicbot: error: the cache database: {exc}; `clinicbot sync --full` rebuilds it, "
-                       "check the state directory and its disk", err=True)
-            ctx.exit(EXIT_CONFIG)
+        except Exception as exc:
+            # The one boundary: ClinicbotError, and the OSError/sqlite3.Error that slipped past
+            # the code that expects them, become one line and an exit code (errors.error_exit).
+            known = error_exit(exc)
+            if known is None:
+                raise
+            click.echo(f"clinicbot: error: {known[0]}", err=True)
+            ctx.exit(known[1])
         finally:
             app = ctx.obj
             if isinstance(app, App):
@@ -72,18 +67,8 @@ def cli(ctx: click.Context, config_path: Path | None, now: str | None, log_level
         app.config_path = config_path
     now = now or app.env.get("CLINICBOT_NOW")
     if now:
-        try:
-            app.now_override = parse_now(now, "--now" if ctx.params.get("now") else "CLINICBOT_NOW")
-        except ClinicbotError as exc:
-            click.echo(f"clinicbot: error: {exc}", err=True)
-            ctx.exit(EXIT_CONFIG)
+        app.now_override = parse_now(now, "--now" if ctx.params.get("now") else "CLINICBOT_NOW")
     setup_logging(log_level, log_json)
-
-
-def _os_error_line(exc: OSError) -> str:
-    where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-    return (f"{where}{exc.strerror or exc}; check that path (it must exist, be writable by this user, "
-            "and its disk must have free space)")
 
 
 def _echo_json(data: Any) -> None:
@@ -202,23 +187,15 @@ def demo(app: App, size: int, keep: Path | None) -> None:
         sys.exit(code)
 
 
-def _register_optional_commands() -> None:
-    # Commands owned by feature modules; each registers itself if present.
-    import importlib
+def _register_commands() -> None:
+    from clinicbot.cli import checks, ops, reports, rotation
 
-    for module, name in (("clinicbot.cli.rotation", "rotation"), ("clinicbot.cli.checks", "check"), ("clinicbot.cli.checks", "ledger"),
-                         ("clinicbot.cli.ops", "serve"), ("clinicbot.cli.ops", "sync"), ("clinicbot.cli.ops", "status"),
-                         ("clinicbot.cli.reports", "digest"), ("clinicbot.cli.reports", "agenda"), ("clinicbot.cli.reports", "metrics")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        cli.add_command(getattr(mod, name))
+    for command in (rotation.rotation, checks.check, checks.ledger, ops.serve, ops.sync, ops.status,
+                    reports.digest, reports.agenda, reports.metrics):
+        cli.add_command(command)
 
 
-_register_optional_commands()
+_register_commands()
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from clinicbot.jobs.context import App
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK
+from clinicbot.jobs.sync import sync_job
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +68,6 @@ class RichSyncProgress:
     def advance(self, n: int) -> None:
         if self.task_id is not None:
             self.progress.advance(self.task_id, n)
-
-
-def sync_job(app: App, *, apply: bool = False, full: bool = False, progress: Any = None) -> Any:
-    """Bring the cache up to date. ``apply`` is accepted for the job interface; a sync never writes.
-
-    The sync's clock is the real time even under ``--now``: the high-water mark is compared
-    with the server's ``dateModified``, so a replayed time would make the next sync miss changes.
-    """
-    from clinicbot.sync import SyncSettings, sync
-
-    config = app.config()
-    return sync(app.client(), config, full=full, now=datetime.now(timezone.utc),
-                settings=SyncSettings.from_config(config), progress=progress)
 
 
 @click.command("sync")
@@ -144,7 +132,8 @@ def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...]
     1 when a job ran partly (a check crashed, a delivery failed), and the job's own code (2, 3, 4)
     when it could not run.
     """
-    from clinicbot.scheduler import JOB_TARGETS, JobRunner, crontab, parse_schedule
+    from clinicbot.jobs.schedule import JOBS, crontab, parse_schedule
+    from clinicbot.scheduler import JobRunner
     from clinicbot.scheduler import serve as run_scheduler
 
     config = app.config()
@@ -155,9 +144,9 @@ def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...]
         click.echo(crontab(schedule, prefix), nl=False)
         return
     for name in (*once, *run_now):
-        if name not in JOB_TARGETS:
+        if name not in JOBS:
             raise config.error("--once" if name in once else "--run-now",
-                               f"unknown job {name!r}; jobs are: {', '.join(JOB_TARGETS)}")
+                               f"unknown job {name!r}; jobs are: {', '.join(JOBS)}")
     if once:
         worst = EXIT_OK
         with waiting_lock(app, schedule.lock_wait):

@@ -1,8 +1,7 @@
 """``clinicbot rotation``: who is on duty, what changes next, gaps, notices; calendar and wiki exports.
 
-Registered by ``clinicbot.cli`` (``add_command``). The command catches ClinicbotError itself
-as well, so it exits with the documented code (2 for a bad rotation.yaml) also when a test
-invokes it on its own. Order matters for "nothing is written when validation fails": the file
+Registered by ``clinicbot.cli`` (``add_command``); errors become exit codes at the group's one
+boundary (2 for a bad rotation.yaml). Order matters for "nothing is written when validation fails": the file
 is loaded and validated before any calendar file or wiki page is touched.
 """
 
@@ -20,7 +19,7 @@ from rich.text import Text
 from clinicbot.jobs.context import App
 from clinicbot.config import SETTINGS_BY_NAME
 from clinicbot.delivery.targets import check_writable
-from clinicbot.errors import ClinicbotError, ConfigError
+from clinicbot.errors import ConfigError
 from clinicbot.rotation import (
     DEFAULT_HORIZON,
     Change,
@@ -76,12 +75,8 @@ def rotation(ctx: click.Context, rotation_path: Path | None, fmt: str, days: int
              apply: bool) -> None:
     """Who is on clinic duty now, the next changes, coverage gaps, notices and warnings."""
     app: App = ctx.obj
-    try:
-        _run(app, rotation_path, fmt, days, timedelta(weeks=horizon_weeks), ical_path, ical_weeks, wiki, slug,
-             title, apply)
-    except ClinicbotError as exc:
-        click.echo(f"clinicbot: error: {exc}", err=True)
-        ctx.exit(exc.exit_code)
+    _run(app, rotation_path, fmt, days, timedelta(weeks=horizon_weeks), ical_path, ical_weeks, wiki, slug,
+         title, apply)
 
 
 def _run(app: App, rotation_path: Path | None, fmt: str, days: int, horizon: timedelta, ical_path: Path | None,

@@ -435,7 +435,7 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
     # Take the lock before the (slow) snapshot: a second instance fails fast and fetches nothing.
     ledger = Ledger.open(config.state_dir, readonly=not apply)
     try:
-        from clinicbot.phab.snapshot import load_snapshot
+        from clinicbot.jobs.context import load_snapshot
 
         client = app.client()
         snapshot = load_snapshot(app)

@@ -1,6 +1,6 @@
 """The application context: builds the collaborators a command needs, once, at the edge.
 
-This is the only place (with ``cli.py``) that reads the environment and the wall clock; the
+This is the only place (with ``cli/``) that reads the environment and the wall clock; the
 core receives ``now``, the config and the client as arguments.
 """
 
@@ -11,13 +11,16 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from rich.console import Console
 
 from clinicbot.config import Config, load_config
+from clinicbot.errors import ConfigError, LockHeldError, StateError
+from clinicbot.model import Snapshot
 from clinicbot.phab.conduit import ConduitClient
-from clinicbot.errors import ConfigError
+from clinicbot.phab.snapshot import build_snapshot, rotation_usernames
+from clinicbot.sync import load_cached, sync_and_load
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +120,29 @@ class App:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bool = False,
+                  use_cache: bool = True) -> Snapshot:
+    """The Snapshot a job works on, through the sync cache: only what changed is fetched again.
+
+    When another instance holds the state lock (``serve`` is running while someone tries a dry
+    run), the cache is read as it is; with no usable cache at all, everything is fetched.
+    """
+    config, client = app.config(), app.client()
+    members, others = rotation_usernames(app.rotation())
+    cached = None
+    if use_cache:
+        try:
+            _, cached = sync_and_load(client, config, now=app.wall_clock(), roles=roles, open_only=open_only)
+        except LockHeldError as exc:
+            log.warning("%s; using the cache as it is", exc)
+            try:
+                cached = load_cached(config, roles=roles, open_only=open_only)
+            except StateError:
+                cached = None
+    if cached is None:
+        return build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
+                              roles=roles, open_only=open_only)
+    return build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
+                          data=cached.data, timelines=cached.timelines, sightings=cached.sightings)

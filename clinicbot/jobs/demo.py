@@ -125,7 +125,7 @@ def start_sandbox(now: datetime, *, port: int = 0, token: str | None = None, sce
 
 def run_demo(app: App, *, size: int = 300, keep: Path | None = None) -> int:
     """Serve a sandbox, configure clinicbot against it, run the main job. Returns an exit code."""
-    from clinicbot.jobs import main as main_job
+    from clinicbot.jobs.reports import show_digest
 
     now = app.now()
     running = start_sandbox(now, size=size)
@@ -141,7 +141,7 @@ def run_demo(app: App, *, size: int = 300, keep: Path | None = None) -> int:
         app.set_config(load_config(config_path))
         app.console.print(f"clinicbot demo: sandbox Phabricator at {running.url} "
                           f"(config {config_path}); dry run, nothing is posted", markup=False)
-        return main_job.run(app)
+        return show_digest(app)
     finally:
         app.close()
         running.stop()

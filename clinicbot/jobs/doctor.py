@@ -52,7 +52,7 @@ def validate_sections(config) -> None:
     from clinicbot.delivery.outbox import validate_delivery
     from clinicbot.checks import load_checks_and_settings
     from clinicbot.delivery.targets import report_settings
-    from clinicbot.scheduler import parse_schedule
+    from clinicbot.jobs.schedule import parse_schedule
 
     load_checks_and_settings(config.section("checks"), error=config.error)
     validate_delivery(config.section("delivery"), config.error)

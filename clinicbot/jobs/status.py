@@ -21,7 +21,7 @@ from rich.table import Table
 
 from clinicbot.config import Config
 from clinicbot.errors import StateError
-from clinicbot.scheduler import JOB_TARGETS, parse_schedule, resolve_target
+from clinicbot.jobs.schedule import JOBS, parse_schedule
 from clinicbot.sync import CacheStore, _alive, cache_path
 
 
@@ -84,9 +84,7 @@ def collect_status(config: Config, now: datetime) -> StatusReport:
                         "stopped_at": _dt(serve["finished"])}
 
     for name, plan in schedule.jobs.items():
-        target = JOB_TARGETS.get(name, "")
-        js = JobStatus(name=name, schedule=plan.describe(), enabled=plan.enabled,
-                       available=resolve_target(target) is not None if target else False)
+        js = JobStatus(name=name, schedule=plan.describe(), enabled=plan.enabled, available=name in JOBS)
         row = runs.get(name)
         if row:
             outcome = row["outcome"]

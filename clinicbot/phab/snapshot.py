@@ -6,7 +6,6 @@ This is where the board layer, the history layer and the config meet; everything
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
@@ -15,7 +14,6 @@ from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.model import Shape, Snapshot, User
 
-log = logging.getLogger(__name__)
 
 
 def whoami(client: ConduitClient) -> dict:
@@ -126,32 +124,3 @@ def rotation_usernames(rotation: Any) -> tuple[list[str], list[str]]:
         if person is not None:
             others.append(person if isinstance(person, str) else person.username)
     return engineers, others
-
-
-def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bool = False,
-                  use_cache: bool = True) -> Snapshot:
-    """The Snapshot a job works on, through the sync cache: only what changed is fetched again.
-
-    When another instance holds the state lock (``serve`` is running while someone tries a dry
-    run), the cache is read as it is; with no usable cache at all, everything is fetched.
-    """
-    from clinicbot.errors import LockHeldError, StateError
-    from clinicbot.sync import load_cached, sync_and_load
-
-    config, client = app.config(), app.client()
-    members, others = rotation_usernames(app.rotation())
-    cached = None
-    if use_cache:
-        try:
-            _, cached = sync_and_load(client, config, now=app.wall_clock(), roles=roles, open_only=open_only)
-        except LockHeldError as exc:
-            log.warning("%s; using the cache as it is", exc)
-            try:
-                cached = load_cached(config, roles=roles, open_only=open_only)
-            except StateError:
-                cached = None
-    if cached is None:
-        return build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
-                              roles=roles, open_only=open_only)
-    return build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
-                          data=cached.data, timelines=cached.timelines, sightings=cached.sightings)

@@ -376,26 +376,3 @@ def build_metrics_report(
         **data,
         "history": [dict(h) for h in history],
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Scheduler entry points (``scheduler.JOB_TARGETS`` names them here). They only delegate: the
-# I/O lives in cli_reports, everything above stays pure.
-
-
-def run_digest_job(app: Any, *, apply: bool) -> int:
-    from clinicbot.cli.reports import run_report_job
-
-    return run_report_job(app, "digest", apply=apply)
-
-
-def run_agenda_job(app: Any, *, apply: bool) -> int:
-    from clinicbot.cli.reports import run_report_job
-
-    return run_report_job(app, "agenda", apply=apply)
-
-
-def run_metrics_job(app: Any, *, apply: bool) -> int:
-    from clinicbot.cli.reports import run_report_job
-
-    return run_report_job(app, "metrics", apply=apply)
