@@ -111,6 +111,30 @@ def redact(text: str, token: str | None = None) -> str:
     return TOKEN_RE.sub(REDACTED, text)
 
 
+class Secret:
+    """A string that never shows itself in repr/str/logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+        register_secret(value)  # redact() and the log handler remove it from now on
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('api-REDACTED')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
 class ClinicbotError(Exception):
     """Base class of every error clinicbot raises on purpose."""
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, NoReturn
+from typing import Any, Iterable, Mapping, NoReturn
 
 from clinicbot.errors import ConduitShapeError
+from clinicbot.timeline import Timeline
 
-if TYPE_CHECKING:  # pragma: no cover
-    from clinicbot.phab.history import Timeline
 
 # Column roles a config can give to a board's columns. Checks and reports look columns
 # up by role, never by name, so a team whose column is called "Needs Triage" still works.
@@ -225,7 +224,7 @@ class Snapshot:
     boards: dict[str, Board]  # board PHID -> Board (watched boards only)
     tasks: dict[str, Task]  # task PHID -> Task (tasks on watched boards / team projects)
     users: dict[str, User] = field(default_factory=dict)  # user PHID -> User
-    timelines: dict[str, "Timeline"] = field(default_factory=dict)  # task PHID -> Timeline
+    timelines: dict[str, Timeline] = field(default_factory=dict)  # task PHID -> Timeline
     statuses: tuple[Status, ...] = ()
     priorities: tuple[Priority, ...] = ()
     team_project_phids: frozenset[str] = frozenset()

@@ -140,15 +140,17 @@ def cache_path(config: Config) -> Path:
 # Timelines are stored as their parsed events, not as the raw transaction items: the raw items
 # are several times larger (comment text versions, full edge lists, policy fields) and
 # fetch_timelines hands out only the parsed form. The price: a change in history.py's parsing
-# must invalidate the cache, so the history fingerprint (below) is part of the cache identity.
+# (or timeline.py's events) must invalidate the cache, so the history fingerprint (below) is part of the cache identity.
 
 
 def _history_fingerprint() -> str:
+    from clinicbot import timeline
     from clinicbot.phab import history
 
-    digest = hashlib.sha256(",".join(f.name for f in fields(history.Event)).encode())
+    digest = hashlib.sha256(",".join(f.name for f in fields(timeline.Event)).encode())
     try:
-        digest.update(Path(history.__file__).read_bytes())
+        for module in (history, timeline):
+            digest.update(Path(module.__file__ or "").read_bytes())
     except OSError:  # a zipped install: fall back to the package version
         from clinicbot import __version__
 

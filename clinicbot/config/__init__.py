@@ -16,8 +16,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from clinicbot.phab.conduit import Secret
-from clinicbot.errors import ConfigError
+from clinicbot.errors import ConfigError, Secret
 from clinicbot.model import COLUMN_ROLES
 
 DEFAULT_TOKEN_ENV = "CLINICBOT_CONDUIT_TOKEN"

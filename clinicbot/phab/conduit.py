@@ -50,8 +50,8 @@ from clinicbot.errors import (
     ConduitRedirectError,
     ConduitTransportError,
     ConduitWriteUncertain,
+    Secret,
     redact,
-    register_secret,
 )
 
 __all__ = ["TOKEN_RE", "redact", "ConduitClient", "Secret", "HTTPAnswer", "TransportFailure", "RequestsTransport"]
@@ -87,30 +87,6 @@ OPTIONAL_METHODS = ("maniphest.gettasktransactions", "maniphest.edit", "phrictio
 
 def is_write(method: str) -> bool:
     return method in WRITE_METHODS or method.endswith(WRITE_SUFFIXES)
-
-
-class Secret:
-    """A string that never shows itself in repr/str/logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-        register_secret(value)  # redact() and the log handler remove it from now on
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('api-REDACTED')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 # --------------------------------------------------------------------------------------------
