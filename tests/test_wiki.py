@@ -10,7 +10,8 @@ import pytest
 
 from clinicbot.phab.conduit import ConduitClient, HTTPAnswer
 from clinicbot.errors import ConduitAPIError, SafetyCapExceeded
-from clinicbot.phab.wiki import (ANCESTOR_CONTENT, WikiWriter, ancestors, normalize_slug, publish_page, publish_section,
+from clinicbot.delivery.wiki import ANCESTOR_CONTENT, WikiWriter, publish_page, publish_section
+from clinicbot.phab.wiki import (ancestors, normalize_slug,
                             read_page, replace_section)
 
 SECTION = "= Current Clinic Duty Rotation =\n\n| Engineer |\n| --- |\n| alice |\n"

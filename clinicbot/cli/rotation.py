@@ -37,7 +37,7 @@ from clinicbot.rotation import (
     validate,
 )
 from clinicbot.rotation.export import calendar_bytes, wiki_section, write_atomic
-from clinicbot.phab.wiki import PublishResult, WikiWriter
+from clinicbot.delivery.wiki import PublishResult, publish_section
 
 CHANGES_DAYS = 14
 ICAL_PAST = timedelta(weeks=4)  # keep recent shifts in the feed so "last week" still shows
@@ -109,8 +109,7 @@ def _run(app: App, rotation_path: Path | None, fmt: str, days: int, horizon: tim
             apply = apply or bool(app.config().get("apply"))
             cap = int(app.config().get("max_writes_per_run"))
         # Every page created (missing parents included) or edited is one write under the cap.
-        writer = WikiWriter(app.client(), apply=apply, cap=cap)
-        result = writer.publish_section(slug, title or rot.name, section)
+        result = publish_section(app.client(), slug, title or rot.name, section, apply=apply, cap=cap)
         report["publish"] = _publish_json(result)
         messages += _publish_lines(result)
 

@@ -1,8 +1,11 @@
 """Where a report goes (``--to``) and the ``reports:`` config section.
 
+Each target kind is one class (:class:`TargetKind` subclass, registered with :func:`register_target`
+in :data:`TARGET_KINDS`, looked up by kind): adding a target is a class and the template it renders.
+
 Targets: ``stdout`` (default), ``file:PATH``, ``email``, ``chat``, ``task:T123`` (a comment on a
 tracking task), ``wiki`` (Phriction). Messages go through :class:`clinicbot.delivery.outbox.Outbox`
-(ledger, dry run, cap, never twice), pages through :class:`clinicbot.phab.wiki.WikiWriter` (missing
+(ledger, dry run, cap, never twice), pages through :class:`clinicbot.delivery.wiki.WikiWriter` (missing
 parent pages created, unchanged pages not written). Both share the run's one write cap: every
 message, page created or page edited is one write, and the cap is checked before the first. Every
 delivery but stdout and files has an idempotency key ``<report>:<day or meeting date>:<target>``
@@ -14,18 +17,18 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import click
-
 from clinicbot.state.fileio import write_atomic
 from clinicbot.config import Config
 from clinicbot.errors import ConfigError, SafetyCapExceeded
 from clinicbot.reports.render import EXTENSIONS, render
-from clinicbot.phab.wiki import PagePlan, WikiWriter, normalize_slug
+from clinicbot.delivery.wiki import PagePlan, WikiWriter
+from clinicbot.phab.wiki import normalize_slug
 
 KINDS = ("digest", "agenda", "metrics")
 TITLES = {"digest": "Daily triage digest", "agenda": "Triage meeting agenda", "metrics": "Clinic duty metrics"}
@@ -85,7 +88,7 @@ def report_settings(config: Config) -> ReportSettings:
             if isinstance(value, str):
                 value = [value]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise config.error(where, "must be a list of targets: stdout, file:PATH, email, chat, task:T123, wiki")
+                raise config.error(where, f"must be a list of targets: {_syntaxes()}")
             for v in value:
                 try:
                     parse_target(v)
@@ -120,27 +123,36 @@ def report_settings(config: Config) -> ReportSettings:
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # stdout | file | email | chat | task | wiki
+    """A parsed ``--to`` value: the kind (a key of :data:`TARGET_KINDS`) and its argument."""
+
+    kind: str
     arg: str = ""
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.arg}" if self.arg else self.kind
 
 
-_TASK = re.compile(r"^T?(\d+)$")
+TARGET_KINDS: dict[str, type["TargetKind"]] = {}
+
+
+def register_target(cls: type["TargetKind"]) -> type["TargetKind"]:
+    """Class decorator: make ``cls`` the target for ``--to <cls.kind>``."""
+    TARGET_KINDS[cls.kind] = cls
+    return cls
+
+
+def _syntaxes() -> str:
+    names = [k.syntax for k in TARGET_KINDS.values()]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def parse_target(value: str) -> Target:
     kind, _, arg = value.strip().partition(":")
-    kind = kind.lower()
-    if kind in ("stdout", "email", "chat", "wiki") and not arg:
-        return Target(kind)
-    if kind == "file" and arg:
-        return Target("file", arg)
-    if kind == "task" and _TASK.match(arg):
-        return Target("task", "T" + _TASK.match(arg).group(1))  # type: ignore[union-attr]
-    raise ConfigError(None, "--to", f"{value!r} is not a delivery target; use stdout, file:PATH, email, chat, "
-                      "task:T123 or wiki")
+    cls = TARGET_KINDS.get(kind.lower())
+    parsed = cls.parse_arg(arg) if cls is not None else None
+    if parsed is None:
+        raise ConfigError(None, "--to", f"{value!r} is not a delivery target; use {_syntaxes()}")
+    return Target(cls.kind, parsed)  # type: ignore[union-attr]
 
 
 def period(data: Mapping[str, Any]) -> str:
@@ -232,8 +244,141 @@ class Delivery:
 
 
 @dataclass
+class Run:
+    """One :meth:`Deliverer.deliver` call: what the targets have planned so far.
+
+    A target either delivers at once (``out``), or plans a message through the ``outbox`` (sent
+    after every target has planned, under the cap) or a page through ``wiki`` (written last)."""
+
+    deliverer: "Deliverer"
+    data: Mapping[str, Any]
+    fmt: str
+    recipients: Sequence[str]
+    outbox: Any  # clinicbot.delivery.outbox.Outbox
+    wiki: WikiWriter
+    out: list[Delivery] = field(default_factory=list)
+    messages: list[tuple[Target, Any]] = field(default_factory=list)  # (target, outbox Action)
+    pages: list[tuple[Target, str, PagePlan]] = field(default_factory=list)  # written after the cap check
+
+    def render(self, fmt: str) -> str:
+        return self.deliverer.render(self.data, fmt)
+
+    def key(self, target: Target) -> str:
+        return delivery_key(self.data, target)
+
+
+class TargetKind:
+    """One kind of ``--to`` target. A new kind is a subclass with :func:`register_target`: its
+    ``kind`` and ``syntax``, how it reads its argument, and :meth:`plan` (render with a template,
+    then deliver at once or hand a message to the outbox)."""
+
+    kind: str = ""
+    syntax: str = ""  # how --to spells it, for error messages
+    takes_arg: bool = False
+
+    @classmethod
+    def parse_arg(cls, arg: str) -> str | None:
+        """The normalised argument, or None when ``arg`` is not valid for this kind."""
+        return arg if bool(arg) == cls.takes_arg else None
+
+    def plan(self, run: Run, target: Target) -> None:
+        raise NotImplementedError
+
+
+@register_target
+class StdoutTarget(TargetKind):
+    kind, syntax = "stdout", "stdout"
+
+    def plan(self, run: Run, target: Target) -> None:
+        text = run.render(run.fmt)
+        if run.fmt == "term":
+            run.deliverer.print_term(text)
+        else:
+            run.deliverer.echo(text)
+        run.out.append(Delivery("stdout", "printed"))
+
+
+@register_target
+class FileTarget(TargetKind):
+    kind, syntax, takes_arg = "file", "file:PATH", True
+
+    def plan(self, run: Run, target: Target) -> None:
+        file_fmt = file_format(target.arg, run.fmt)
+        write_file(Path(target.arg), run.render(file_fmt), f"--to {target}")
+        run.out.append(Delivery(str(target), "written", f"{file_fmt} to {target.arg}"))
+
+
+@register_target
+class EmailTarget(TargetKind):
+    kind, syntax = "email", "email"
+
+    def plan(self, run: Run, target: Target) -> None:
+        to = list(dict.fromkeys([*run.recipients, *run.deliverer.settings.email_to]))
+        run.messages.append((target, run.outbox.email(to, subject(run.data), run.render("text"), run.render("html"),
+                                                      run.key(target))))
+
+
+@register_target
+class ChatTarget(TargetKind):
+    kind, syntax = "chat", "chat"
+
+    def plan(self, run: Run, target: Target) -> None:
+        run.messages.append((target, run.outbox.chat(run.render("chat"), run.key(target))))
+
+
+_TASK = re.compile(r"^T?(\d+)$")
+
+
+@register_target
+class TaskTarget(TargetKind):
+    """A comment on a tracking task."""
+
+    kind, syntax, takes_arg = "task", "task:T123", True
+
+    @classmethod
+    def parse_arg(cls, arg: str) -> str | None:
+        m = _TASK.match(arg)
+        return "T" + m.group(1) if m else None
+
+    def plan(self, run: Run, target: Target) -> None:
+        key = run.key(target)
+        lookup = run.deliverer.lookup_task
+        task = lookup(target.arg) if lookup else None
+        if task is None:
+            run.out.append(Delivery(str(target), "failed", f"no task {target.arg} visible to the bot", key))
+            return
+        run.messages.append((target, run.outbox.comment(task, run.render("remarkup"), key)))
+
+
+@register_target
+class WikiTarget(TargetKind):
+    """A Phriction page (Remarkup), published once per report and period."""
+
+    kind, syntax = "wiki", "wiki"
+
+    def plan(self, run: Run, target: Target) -> None:
+        key, data, settings = run.key(target), run.data, run.deliverer.settings
+        ledger = run.deliverer.ledger
+        if ledger.already_delivered(key):
+            earlier = ledger.delivery(key) or {}
+            slug = normalize_slug(wiki_slug(data, settings))
+            run.out.append(Delivery(str(target), "skipped", f"already published at {earlier.get('at', '?')} ({slug})",
+                                    key))
+            return
+        title = subject(data) if data["kind"] != "metrics" else f"{TITLES['metrics']}: {data['team']}"
+        plan = run.wiki.plan_page(wiki_slug(data, settings), title, run.render("remarkup"),  # reads; checks the cap
+                                  description=f"clinicbot: {data['kind']} {period(data)}")
+        run.pages.append((target, key, plan))
+
+
+def _stdout_echo(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@dataclass
 class Deliverer:
-    """What delivering needs, built once at the edge (cli_reports)."""
+    """What delivering needs, built once at the edge (jobs/reports.deliverer)."""
 
     client: Any
     ledger: Any  # clinicbot.state.ledger.Ledger (read-only copy in a dry run)
@@ -246,6 +391,7 @@ class Deliverer:
     email_sender: Any = None
     bot_phid: str | None = None
     print_term: Callable[[str], None] = print
+    echo: Callable[[str], None] = _stdout_echo  # stdout in a format other than term: the text as is
     lookup_task: Callable[[str], Any] | None = None  # "T123" -> object with .id and .phid
     # The real clock for write intents (a --now run must not stamp them with --now), how long an
     # uncertain comment stays pending, and how to find the bot's PHID when an earlier comment
@@ -261,66 +407,25 @@ class Deliverer:
                 recipients: Sequence[str] = ()) -> list[Delivery]:
         from clinicbot.delivery.outbox import Outbox
 
-        out: list[Delivery] = []
         outbox = Outbox(self.client, self.ledger, apply=self.apply, cap=self.cap, now=self.now,
                         chat_sender=self.chat_sender, email_sender=self.email_sender, bot_phid=self.bot_phid,
                         clock=self.clock, settle=self.settle, bot_lookup=self.bot_lookup)
-        wiki = WikiWriter(self.client, apply=self.apply, cap=self.cap)
-        planned: list[tuple[Target, Any]] = []
-        pages: list[tuple[Target, str, PagePlan]] = []  # (target, key, PagePlan): written after the cap check
+        run = Run(self, data, fmt, recipients, outbox, WikiWriter(self.client, apply=self.apply, cap=self.cap))
         for target in targets:
-            if target.kind == "stdout":
-                text = self.render(data, fmt)
-                if fmt == "term":
-                    self.print_term(text)
-                else:
-                    click.echo(text, nl=False)
-                out.append(Delivery("stdout", "printed"))
-            elif target.kind == "file":
-                file_fmt = file_format(target.arg, fmt)
-                write_file(Path(target.arg), self.render(data, file_fmt), f"--to {target}")
-                out.append(Delivery(str(target), "written", f"{file_fmt} to {target.arg}"))
-            elif target.kind == "wiki":
-                key = delivery_key(data, target)
-                if self.ledger.already_delivered(key):
-                    earlier = self.ledger.delivery(key) or {}
-                    slug = normalize_slug(wiki_slug(data, self.settings))
-                    out.append(Delivery(str(target), "skipped",
-                                        f"already published at {earlier.get('at', '?')} ({slug})", key))
-                else:
-                    pages.append((target, key, self._wiki_plan(wiki, data)))  # reads only; checks the cap
-            else:
-                key = delivery_key(data, target)
-                if target.kind == "chat":
-                    planned.append((target, outbox.chat(self.render(data, "chat"), key)))
-                elif target.kind == "email":
-                    to = list(dict.fromkeys([*recipients, *self.settings.email_to]))
-                    planned.append((target, outbox.email(to, subject(data), self.render(data, "text"),
-                                                         self.render(data, "html"), key)))
-                elif target.kind == "task":
-                    task = self.lookup_task(target.arg) if self.lookup_task else None
-                    if task is None:
-                        out.append(Delivery(str(target), "failed", f"no task {target.arg} visible to the bot", key))
-                        continue
-                    planned.append((target, outbox.comment(task, self.render(data, "remarkup"), key)))
-        if planned:
+            TARGET_KINDS[target.kind]().plan(run, target)
+        if run.messages:
             # One cap for the run: what the pages need is taken off the messages' share.
-            outbox.cap = self.cap - wiki.planned
+            outbox.cap = self.cap - run.wiki.planned
             try:
                 outbox.deliver()
             except SafetyCapExceeded as exc:
-                raise SafetyCapExceeded(self.cap, exc.planned + wiki.planned, exc.done) from None
-            for target, action in planned:
+                raise SafetyCapExceeded(self.cap, exc.planned + run.wiki.planned, exc.done) from None
+            for target, action in run.messages:
                 detail = action.reason or action.error or ("dry run: would send" if action.status == "planned" else "")
-                out.append(Delivery(str(target), action.status, detail, action.key))
-        for target, key, plan in pages:
-            out.append(self._wiki_write(wiki, target, key, plan))
-        return out
-
-    def _wiki_plan(self, wiki: WikiWriter, data: Mapping[str, Any]) -> PagePlan:
-        title = subject(data) if data["kind"] != "metrics" else f"{TITLES['metrics']}: {data['team']}"
-        return wiki.plan_page(wiki_slug(data, self.settings), title, self.render(data, "remarkup"),
-                              description=f"clinicbot: {data['kind']} {period(data)}")
+                run.out.append(Delivery(str(target), action.status, detail, action.key))
+        for target, key, plan in run.pages:
+            run.out.append(self._wiki_write(run.wiki, target, key, plan))
+        return run.out
 
     def _wiki_write(self, wiki: WikiWriter, target: Target, key: str, plan: PagePlan) -> Delivery:
         result = wiki.execute(plan)
