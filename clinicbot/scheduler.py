@@ -59,7 +59,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK, ClinicbotError, error_exit
 from clinicbot.jobs.schedule import JOBS, Schedule, parse_schedule
-from clinicbot.sync import CacheStore, cache_path
+from clinicbot.state.cache import CacheStore, cache_path
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class JobRunner:
                      f" ({detail})" if detail and not detail.startswith("sync ") else "", extra=extra)
         return JobOutcome(name, outcome, code, seconds, calls1 - calls0, detail, result)
 
-    # -- the run history (in the cache DB; see sync.CacheStore) ----------------------------
+    # -- the run history (in the cache DB; see state/runs.py) ----------------------------
     def _store(self) -> CacheStore | None:
         """The run history's store. A damaged cache is rebuilt on open (CacheStore); what is left
         to raise is a StateError about the state directory itself (read-only, full, removed),

@@ -1,6 +1,8 @@
-"""Incremental sync: a local cache of the watched boards' tasks and their histories.
+"""Incremental sync: phab → the state cache (:mod:`clinicbot.state.cache`) of the watched boards'
+tasks and their histories.
 
-The cache is one SQLite file in the state directory (``cache.sqlite``, WAL journal). It holds
+The cache (one SQLite file in the state directory, ``cache.sqlite``; its store lives in
+:mod:`clinicbot.state.cache`, the scheduler's run history beside it in :mod:`clinicbot.state.runs`) holds
 
 * ``tasks``     — every task on the watched boards as the raw ``maniphest.search`` item (parsed
   again on load, so a fix in ``boards.parse_task`` applies to cached tasks too), with its
@@ -48,14 +50,12 @@ import hashlib
 import json
 import logging
 import math
-import os
 import sqlite3
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 from clinicbot.phab.boards import (
     TASK_ATTACHMENTS,
@@ -67,35 +67,17 @@ from clinicbot.phab.boards import (
 from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.errors import StateError
-from clinicbot.model import Board, Column, Priority, Status, Task, from_epoch
+from clinicbot.model import Column, Task, from_epoch
+from clinicbot.state.cache import CacheStore, Structure, cache_path, dump_timeline, load_timeline
 
 log = logging.getLogger(__name__)
 
-CACHE_FILE = "cache.sqlite"
-# Bump when the layout of the cache tables changes: an older cache is then rebuilt (full sync).
-SCHEMA_VERSION = 1
 LEGACY_METHOD = "maniphest.gettasktransactions"
 
 DEFAULT_OVERLAP = 600  # seconds before the newest server dateModified seen; covers late-committing edits
 DEFAULT_RECONCILE_HOURS = 24.0
 DEFAULT_CONCURRENCY = 4
 DEFAULT_HISTORY_CHUNK = 500  # tasks whose histories are fetched and written per round (bounds memory)
-
-_CACHE_TABLES = ("meta", "tasks", "timelines", "sightings")
-_DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks (
-    phid TEXT PRIMARY KEY, id INTEGER NOT NULL, modified INTEGER NOT NULL, item TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS timelines (
-    phid TEXT PRIMARY KEY, task_modified INTEGER NOT NULL, data TEXT);
-CREATE TABLE IF NOT EXISTS sightings (
-    task_phid TEXT NOT NULL, board_phid TEXT NOT NULL, column_phid TEXT NOT NULL, first_seen INTEGER NOT NULL,
-    PRIMARY KEY (task_phid, board_phid));
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, started REAL NOT NULL, finished REAL,
-    outcome TEXT NOT NULL, duration REAL, calls INTEGER, attempts INTEGER, detail TEXT, pid INTEGER);
-CREATE INDEX IF NOT EXISTS runs_job ON runs (job, started);
-"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,17 +112,9 @@ class SyncSettings:
         return cls(**values)
 
 
-def cache_path(config: Config) -> Path:
-    return config.state_dir / CACHE_FILE
-
 
 # --------------------------------------------------------------------------------------------
-# Timeline (de)serialisation
-#
-# Timelines are stored as their parsed events, not as the raw transaction items: the raw items
-# are several times larger (comment text versions, full edge lists, policy fields) and
-# fetch_timelines hands out only the parsed form. The price: a change in history.py's parsing
-# (or timeline.py's events) must invalidate the cache, so the history fingerprint (below) is part of the cache identity.
+# Cache identity: a change in history.py's parsing (or timeline.py's events) invalidates the cache
 
 
 def _history_fingerprint() -> str:
@@ -158,99 +132,9 @@ def _history_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-_EVENT_FIELDS: list[str] = []
-
-
-def _event_fields() -> list[str]:
-    if not _EVENT_FIELDS:
-        from clinicbot.phab.history import Event
-
-        _EVENT_FIELDS.extend(f.name for f in fields(Event))
-    return _EVENT_FIELDS
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _unplain(value: Any) -> Any:
-    # Event payloads hold tuples (PHID lists), never lists: JSON lists come back as tuples.
-    if isinstance(value, list):
-        return tuple(_unplain(v) for v in value)
-    return value
-
-
-def dump_timeline(timeline: Any) -> str:
-    names = _event_fields()
-    events = [[_plain(getattr(e, n)) for n in names] for e in timeline.events]
-    return json.dumps({"f": names, "s": timeline.structured_columns, "u": timeline.unreadable, "e": events},
-                      separators=(",", ":"))
-
-
-def load_timeline(task_phid: str, task_id: int, text: str) -> Any:
-    from clinicbot.phab.history import Event, Timeline
-
-    data = json.loads(text)
-    names = data["f"]
-    events = []
-    if names == _event_fields():
-        # The fast path (a 100,000-task cache holds ~1M events): positional construction, and
-        # only the fields that can hold tuples are converted back from JSON lists.
-        at_i = names.index("at")
-        tuple_i = [names.index(n) for n in ("old", "new", "from_column_phids")]
-        for row in data["e"]:
-            row[at_i] = datetime.fromtimestamp(row[at_i], tz=timezone.utc)
-            for i in tuple_i:
-                if isinstance(row[i], list):
-                    row[i] = tuple(row[i]) if row[i] else ()  # flat PHID lists
-            events.append(Event(*row))
-    else:  # written by another clinicbot version with other Event fields (still readable by name)
-        known = set(_event_fields())
-        for row in data["e"]:
-            values = {k: _unplain(v) for k, v in zip(names, row) if k in known}
-            values["at"] = datetime.fromtimestamp(values["at"], tz=timezone.utc)
-            events.append(Event(**values))
-    return Timeline(task_phid, task_id, tuple(events), structured_columns=bool(data["s"]),
-                    unreadable=int(data.get("u") or 0))
-
 
 # --------------------------------------------------------------------------------------------
-# Board structure (de)serialisation: what an incremental sync needs without asking the server
-
-
-@dataclass
-class Structure:
-    boards: list[Board]
-    statuses: tuple[Status, ...]
-    priorities: tuple[Priority, ...]
-    batch_history: bool  # the server has maniphest.gettasktransactions
-
-    def column_phids(self) -> list[str]:
-        return sorted({c.phid for b in self.boards for c in b.columns})
-
-    def proxies(self) -> dict[str, Column]:
-        return {c.proxy_phid: c for b in self.boards for c in b.columns if c.proxy_phid}
-
-    def dumps(self) -> str:
-        return json.dumps({
-            "boards": [{**asdict(b), "columns": [asdict(c) for c in b.columns]} for b in self.boards],
-            "statuses": [asdict(s) for s in self.statuses],
-            "priorities": [asdict(p) for p in self.priorities],
-            "batch_history": self.batch_history,
-        })
-
-    @classmethod
-    def loads(cls, text: str) -> "Structure":
-        data = json.loads(text)
-        boards = [Board(phid=b["phid"], name=b["name"], slug=b["slug"],
-                        columns=tuple(Column(**c) for c in b["columns"])) for b in data["boards"]]
-        return cls(boards=boards, statuses=tuple(Status(**s) for s in data["statuses"]),
-                   priorities=tuple(Priority(**p) for p in data["priorities"]),
-                   batch_history=bool(data["batch_history"]))
+# Board structure: what an incremental sync needs without asking the server
 
 
 def fetch_structure(client: ConduitClient, config: Config) -> Structure:
@@ -262,409 +146,6 @@ def fetch_structure(client: ConduitClient, config: Config) -> Structure:
 def boards_fingerprint(config: Config) -> str:
     return hashlib.sha256(json.dumps(config.raw.get("boards"), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-
-# --------------------------------------------------------------------------------------------
-# The SQLite store
-
-
-NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "fuse.sshfs",
-                                 "fuse.glusterfs", "9p", "afs", "lustre", "gpfs"})
-
-
-def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem holding ``path`` (from /proc/self/mounts), None if unknown."""
-    try:
-        target = str(path.resolve())
-        best, fstype = "", None
-        with open("/proc/self/mounts") as fh:
-            for line in fh:
-                parts = line.split()
-                if len(parts) < 3:
-                    continue
-                mount = parts[1].replace("\\040", " ")
-                if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
-                    best, fstype = mount, parts[2]
-        return fstype
-    except OSError:
-        return None
-
-
-def journal_mode(directory: Path) -> str:
-    """WAL, except on a network filesystem (NFS on Toolforge): WAL needs shared memory that such
-    filesystems cannot provide, so the rollback journal is used there (readers then wait for a
-    writer instead of reading alongside it; there is only one writer anyway)."""
-    return "DELETE" if filesystem_type(directory) in NETWORK_FILESYSTEMS else "WAL"
-
-
-# SQLite result codes (sqlite3.Error.sqlite_errorcode & 0xff) and what they mean for the cache.
-_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 8, 10, 11, 13, 14, 26
-_SQLITE_READONLY_DBMOVED = 1032
-DAMAGED = (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-
-
-def cache_error(exc: sqlite3.Error, path: Path, action: str = "cache") -> StateError:
-    """One line for an SQLite failure on the cache: the file, what happened, what to do.
-
-    The StateError carries ``sqlite_code`` (the primary result code) so the opener can tell a
-    damaged file (moved aside and rebuilt) from a full disk or a read-only directory (stop)."""
-    full = getattr(exc, "sqlite_errorcode", None) or 0
-    code = full & 0xFF
-    reason = str(exc)
-    directory = path.parent
-    if full == _SQLITE_READONLY_DBMOVED or (code == _SQLITE_CANTOPEN and not directory.exists()):
-        hint = (f"the state directory {directory} was removed or moved while clinicbot was using it; restore it "
-                "from your backup before the next run (a new, empty one would make every open finding fire again)")
-    elif code == _SQLITE_FULL:
-        hint = f"the disk (or quota) holding {directory} is full; free some space, then run again"
-    elif code in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
-        hint = (f"{directory} is not writable (a read-only filesystem, or owned by another user); remount it "
-                "read-write or make the bot's user own it (chmod 700 the directory, 600 its files)")
-    elif code in DAMAGED:
-        hint = "the cache file is damaged; `clinicbot sync --full` rebuilds it (it is only a cache)"
-    elif code == _SQLITE_IOERR and _disk_full(directory):
-        hint = f"the disk (or quota) holding {directory} is full; free some space, then run again"
-    elif code == _SQLITE_IOERR:
-        hint = f"an I/O error on the disk holding {directory} (full, removed, or failing); check it, then run again"
-    else:
-        hint = "check the state directory and its disk; `clinicbot sync --full` rebuilds the cache"
-    err = StateError(str(path), f"{action}: {reason}; {hint}")
-    err.sqlite_code = code  # type: ignore[attr-defined]
-    return err
-
-
-def _disk_full(directory: Path) -> bool:
-    """SQLite reports some writes on a full disk as a plain I/O error: ask the filesystem."""
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < 64 * 1024
-
-
-class _Cursor(sqlite3.Cursor):
-    """A cursor whose SQLite errors are StateErrors naming the cache file (see cache_error)."""
-
-    def _fail(self, exc: sqlite3.Error) -> StateError:
-        return cache_error(exc, self.connection.path)  # type: ignore[attr-defined]
-
-    def execute(self, *args: Any) -> "_Cursor":
-        try:
-            return super().execute(*args)
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def executemany(self, *args: Any) -> "_Cursor":
-        try:
-            return super().executemany(*args)
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def executescript(self, *args: Any) -> "_Cursor":
-        try:
-            return super().executescript(*args)
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def fetchone(self) -> Any:
-        try:
-            return super().fetchone()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def fetchall(self) -> list[Any]:
-        try:
-            return super().fetchall()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def __next__(self) -> Any:
-        try:
-            return super().__next__()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-
-class _Connection(sqlite3.Connection):
-    path: Path
-
-    def cursor(self, factory: Any = _Cursor) -> Any:
-        return super().cursor(factory)
-
-    # Connection.execute() makes its cursor in C, not through cursor(): route it.
-    def execute(self, *args: Any) -> Any:
-        return self.cursor().execute(*args)
-
-    def executemany(self, *args: Any) -> Any:
-        return self.cursor().executemany(*args)
-
-    def executescript(self, *args: Any) -> Any:
-        return self.cursor().executescript(*args)
-
-
-class CacheStore:
-    """The cache database. One connection per instance; open it where you use it.
-
-    Every SQLite failure is a :class:`StateError` naming the file (a full disk, a read-only or
-    removed state directory): one line, exit 2. A *damaged* cache is different: it is only a
-    cache, so opening it for writing checks it (``PRAGMA quick_check``, and the row counts the
-    last completed sync recorded) and rebuilds it with a warning (``rebuilt_reason``); a damaged
-    file that SQLite cannot even open is moved aside first, for a post-mortem.
-    """
-
-    def __init__(self, path: Path, *, readonly: bool = False):
-        self.path = Path(path)
-        self.rebuilt_reason: str | None = None  # set when the cache had to be (re)created
-        if readonly:
-            if not self.path.exists():
-                self.check_present()
-                raise StateError(str(self.path), "no cache yet; run `clinicbot sync` first")
-            self.conn = self._connect(f"file:{self.path}?mode=ro", uri=True)
-            return
-        from clinicbot.state.fileio import create_private_file, private_dir
-        from clinicbot.state.ledger import StateLock
-
-        # Under the state lock the directory exists (the lock made it): if it is gone now, it was
-        # removed mid-run, and recreating it empty would quietly start a new state.
-        private_dir(self.path.parent, create=not StateLock.held(self.path.parent))
-        existed = self.path.exists() and self.path.stat().st_size > 0
-        create_private_file(self.path)  # 0600; SQLite gives -wal/-shm the database file's mode
-        mode = journal_mode(self.path.parent)
-        problem = None
-        try:
-            self.conn = self._connect(str(self.path))
-            self.conn.execute(f"PRAGMA journal_mode={mode}")
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == SCHEMA_VERSION:
-                problem = self._damage()
-        except StateError as exc:
-            if getattr(exc, "sqlite_code", None) not in DAMAGED:
-                raise  # a full disk or a read-only directory is not a damaged cache: stop, touch nothing
-            problem = str(exc)
-        if problem:
-            # It is a cache: a damaged file is moved aside (for a post-mortem) and rebuilt.
-            self.conn.close()
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.warning("cache %s is damaged (%s); moved to %s and rebuilding it with a full sync",
-                        self.path, problem, aside.name)
-            try:
-                for suffix in ("", "-wal", "-shm"):
-                    src = Path(str(self.path) + suffix)
-                    if src.exists():
-                        os.replace(src, Path(str(aside) + suffix))
-            except OSError as exc:
-                from clinicbot.state.fileio import state_error
-
-                raise state_error(exc, self.path, "cannot move the damaged cache aside") from None
-            create_private_file(self.path)
-            self.conn = self._connect(str(self.path))
-            self.conn.execute(f"PRAGMA journal_mode={mode}")
-            version = 0
-            self.rebuilt_reason = "the cache was damaged"
-        # NORMAL is durable across a crash of this process in WAL mode; only a power cut can
-        # drop the last commits, and then the mark and the data roll back together.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        if version != SCHEMA_VERSION:
-            if self.rebuilt_reason:
-                pass
-            elif existed and version:
-                self.rebuilt_reason = f"cache schema version {version}, this clinicbot uses {SCHEMA_VERSION}"
-            elif existed:
-                self.rebuilt_reason = "cache has no schema version"
-            else:
-                self.rebuilt_reason = "no cache yet"
-            with self.transaction():
-                for table in _CACHE_TABLES:  # the run history is kept
-                    self.conn.execute(f"DROP TABLE IF EXISTS {table}")
-            self.conn.executescript(_DDL)
-            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        else:
-            self.conn.executescript(_DDL)  # the runs table may be new
-
-    def check_present(self) -> None:
-        """Raise a StateError if the cache file was removed under a run holding the state lock
-        (SQLite keeps writing to the unlinked file without a word)."""
-        from clinicbot.state.ledger import StateLock
-
-        if self.path.exists() or not StateLock.held(self.path.parent):
-            return
-        raise StateError(str(self.path), f"removed while clinicbot was using it (was the state directory "
-                         f"{self.path.parent} deleted?); restore the state directory from your backup before the "
-                         "next run (a new, empty one would make every open finding fire again)")
-
-    def _damage(self) -> str | None:
-        """Why this (current-schema) cache cannot be trusted, or None.
-
-        ``quick_check`` finds damaged pages; the row check finds rows lost without damaged
-        pages (a cache that silently lost tasks gave 16 findings instead of 55 until a full sync)."""
-        rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
-        if [tuple(r) for r in rows] != [("ok",)]:
-            return f"integrity check: {rows[0][0] if rows else 'no answer'}"
-        if not self._has_table("meta") or not self._has_table("tasks") or not self._has_table("timelines"):
-            return None
-        expected = self.get("rows")
-        if expected is not None and json.loads(expected) != self.row_check():
-            return "its rows differ from what the last completed sync recorded"
-        return None
-
-    def _has_table(self, name: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                 (name,)).fetchone() is not None
-
-    def row_check(self) -> list[float]:
-        """Counts and sums of the tasks and timelines: recorded at the end of every completed sync
-        (meta ``rows``), compared when the cache is opened."""
-        t = self.conn.execute("SELECT COUNT(*), TOTAL(id), TOTAL(modified) FROM tasks").fetchone()
-        h = self.conn.execute("SELECT COUNT(*), TOTAL(task_modified) FROM timelines").fetchone()
-        return [float(x) for x in (*t, *h)]
-
-    @staticmethod
-    def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
-        # check_same_thread=False: the scheduler opens stores in its worker thread and hands
-        # nothing across threads, but status helpers may be called from either.
-        path = Path(target[5:].partition("?")[0]) if uri else Path(target)
-        try:
-            conn = sqlite3.connect(target, timeout=30, isolation_level=None, uri=uri, check_same_thread=False,
-                                   factory=_Connection)
-        except sqlite3.Error as exc:
-            raise cache_error(exc, path) from None
-        conn.path = path
-        return conn
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> "CacheStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            if self.conn.in_transaction:  # SQLite may have rolled back already (a full disk)
-                try:
-                    self.conn.execute("ROLLBACK")
-                except StateError:
-                    pass
-            raise
-        self.conn.execute("COMMIT")
-
-    # -- meta ------------------------------------------------------------------------------
-    def get(self, key: str, default: str | None = None) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else default
-
-    def put(self, key: str, value: Any) -> None:
-        text = value if isinstance(value, str) else json.dumps(value)
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, text))
-
-    def high_water(self) -> int | None:
-        value = self.get("high_water")
-        return int(value) if value is not None else None
-
-    def structure(self) -> Structure | None:
-        text = self.get("structure")
-        return Structure.loads(text) if text else None
-
-    # -- tasks and timelines ---------------------------------------------------------------
-    def task_count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM tasks").fetchone()[0])
-
-    def placements(self, phids: list[str]) -> dict[str, dict[str, tuple[str, int]]]:
-        """task PHID -> board PHID -> (column PHID, first seen) for the given tasks."""
-        out: dict[str, dict[str, tuple[str, int]]] = {}
-        for i in range(0, len(phids), 500):
-            chunk = phids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for task, board, column, seen in self.conn.execute(
-                    f"SELECT task_phid, board_phid, column_phid, first_seen FROM sightings WHERE task_phid IN ({marks})",
-                    chunk):
-                out.setdefault(task, {})[board] = (column, seen)
-        return out
-
-    def history_modified(self, phids: list[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for i in range(0, len(phids), 500):
-            chunk = phids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(self.conn.execute(
-                f"SELECT phid, task_modified FROM timelines WHERE phid IN ({marks})", chunk).fetchall())
-        return out
-
-    def stale_histories(self) -> list[tuple[int, str, int]]:
-        """(id, phid, modified) of cached tasks whose history is missing or older than the task."""
-        return self.conn.execute(
-            "SELECT t.id, t.phid, t.modified FROM tasks t LEFT JOIN timelines h ON h.phid = t.phid "
-            "WHERE h.phid IS NULL OR h.task_modified != t.modified").fetchall()
-
-    def forget_tasks(self, phids: Iterable[str]) -> int:
-        removed = 0
-        for phid in phids:
-            removed += self.conn.execute("DELETE FROM tasks WHERE phid = ?", (phid,)).rowcount
-            self.conn.execute("DELETE FROM timelines WHERE phid = ?", (phid,))
-            self.conn.execute("DELETE FROM sightings WHERE task_phid = ?", (phid,))
-        return removed
-
-    def sightings(self) -> dict[tuple[str, str, str], datetime]:
-        return {(t, b, c): datetime.fromtimestamp(s, tz=timezone.utc)
-                for t, b, c, s in self.conn.execute("SELECT task_phid, board_phid, column_phid, first_seen FROM sightings")}
-
-    # -- the run history (written by the scheduler, read by `clinicbot status`) ------------
-    def run_started(self, job: str, started: float) -> int:
-        cur = self.conn.execute("INSERT INTO runs (job, started, outcome, pid) VALUES (?, ?, 'running', ?)",
-                                (job, started, os.getpid()))
-        return int(cur.lastrowid or 0)
-
-    def run_finished(self, run_id: int, *, finished: float, outcome: str, calls: int, attempts: int,
-                     detail: str = "") -> None:
-        self.conn.execute(
-            "UPDATE runs SET finished = ?, outcome = ?, duration = ? - started, calls = ?, attempts = ?, detail = ? "
-            "WHERE id = ?", (finished, outcome, finished, calls, attempts, detail[:500], run_id))
-
-    def last_runs(self) -> dict[str, dict[str, Any]]:
-        rows = self.conn.execute(
-            "SELECT job, started, finished, outcome, duration, calls, attempts, detail, pid FROM runs r "
-            "WHERE id = (SELECT MAX(id) FROM runs WHERE job = r.job)").fetchall()
-        keys = ("job", "started", "finished", "outcome", "duration", "calls", "attempts", "detail", "pid")
-        return {row[0]: dict(zip(keys, row)) for row in rows}
-
-    def last_finished(self) -> dict[str, float]:
-        """Each job's latest start among runs that finished (any outcome): a run killed mid-way
-        has no ``finished`` and does not count (serve runs its slot again at start)."""
-        rows = self.conn.execute("SELECT job, MAX(started) FROM runs WHERE finished IS NOT NULL GROUP BY job")
-        return {job: started for job, started in rows}
-
-    def last_success(self, job: str) -> float | None:
-        row = self.conn.execute("SELECT MAX(started) FROM runs WHERE job = ? AND outcome = 'ok'", (job,)).fetchone()
-        return row[0] if row and row[0] is not None else None
-
-    def prune_runs(self, keep: int = 2000) -> None:
-        self.conn.execute("DELETE FROM runs WHERE id <= (SELECT MAX(id) FROM runs) - ?", (keep,))
-
-    def close_stale_runs(self) -> int:
-        """Runs left 'running' by a process that died (not this one): marked 'interrupted'."""
-        rows = self.conn.execute("SELECT id, pid FROM runs WHERE outcome = 'running'").fetchall()
-        stale = [rid for rid, pid in rows if pid != os.getpid() and not _alive(pid)]
-        for rid in stale:
-            self.conn.execute("UPDATE runs SET outcome = 'interrupted' WHERE id = ?", (rid,))
-        return len(stale)
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------------------------

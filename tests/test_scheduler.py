@@ -17,7 +17,7 @@ from clinicbot.config import parse_config
 from clinicbot.errors import ConfigError
 from clinicbot.jobs.schedule import JOBS, crontab, parse_schedule
 from clinicbot.scheduler import JobRunner, add_jobs, catch_up
-from clinicbot.sync import CacheStore, cache_path
+from clinicbot.state.cache import CacheStore, cache_path
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MONDAY = datetime(2026, 11, 23, 0, 0, tzinfo=BERLIN)

@@ -20,7 +20,8 @@ from clinicbot.config import load_config
 from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.errors import EXIT_CONFIG
 from clinicbot.sandbox import Sandbox, generate_scenario
-from clinicbot.sync import cache_path, load_cached
+from clinicbot.state.cache import cache_path
+from clinicbot.sync import load_cached
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 

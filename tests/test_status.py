@@ -15,7 +15,7 @@ from clinicbot.jobs.context import App
 from clinicbot.cli import cli
 from clinicbot.config import parse_config
 from clinicbot.jobs.status import collect_status, render_status, status_json
-from clinicbot.sync import CacheStore, cache_path
+from clinicbot.state.cache import CacheStore, cache_path
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TUESDAY_NOON = datetime(2026, 11, 24, 12, 5, tzinfo=BERLIN)

@@ -18,7 +18,8 @@ from clinicbot.errors import ConduitError, StateError
 from clinicbot.phab.history import fetch_timelines
 from clinicbot.model import from_epoch
 from clinicbot.sandbox import Sandbox, generate_scenario
-from clinicbot.sync import CacheStore, SyncSettings, cache_path, load_cached, sync
+from clinicbot.state.cache import CacheStore, cache_path
+from clinicbot.sync import SyncSettings, load_cached, sync
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 SIZE = 250
@@ -302,11 +303,11 @@ def test_load_cached_without_a_sync_is_a_state_error(env):
 
 
 def test_a_network_filesystem_gets_the_rollback_journal_instead_of_wal(tmp_path, monkeypatch):
-    import clinicbot.sync
+    import clinicbot.state.cache
 
     with CacheStore(tmp_path / "local.sqlite") as store:
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    monkeypatch.setattr(clinicbot.sync, "filesystem_type", lambda path: "nfs4")
+    monkeypatch.setattr(clinicbot.state.cache, "filesystem_type", lambda path: "nfs4")
     with CacheStore(tmp_path / "nfs.sqlite") as store:
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
 

@@ -22,7 +22,8 @@ from rich.table import Table
 from clinicbot.config import Config
 from clinicbot.errors import StateError
 from clinicbot.jobs.schedule import JOBS, parse_schedule
-from clinicbot.sync import CacheStore, _alive, cache_path
+from clinicbot.state.cache import CacheStore, cache_path
+from clinicbot.state.runs import alive
 
 
 @dataclass
@@ -79,7 +80,7 @@ def collect_status(config: Config, now: datetime) -> StatusReport:
 
     serve = runs.get("serve")
     if serve:
-        running = serve["outcome"] == "running" and _alive(serve["pid"])
+        running = serve["outcome"] == "running" and alive(serve["pid"])
         report.serve = {"pid": serve["pid"], "since": _dt(serve["started"]), "running": running,
                         "stopped_at": _dt(serve["finished"])}
 
@@ -88,7 +89,7 @@ def collect_status(config: Config, now: datetime) -> StatusReport:
         row = runs.get(name)
         if row:
             outcome = row["outcome"]
-            if outcome == "running" and not _alive(row["pid"]):
+            if outcome == "running" and not alive(row["pid"]):
                 outcome = "interrupted"
             js.last_started = _dt(row["started"])
             js.last_outcome = outcome
