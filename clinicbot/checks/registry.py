@@ -2,10 +2,13 @@
 
 Three sources, in this order:
 
-1. the built-in checks, imported directly (so they work from a source checkout, without the
-   package being reinstalled to refresh its entry points);
-2. installed plugins in the entry-point group ``clinicbot.checks`` (the built-ins are
-   registered there too, for discoverability; those entries are skipped here);
+1. the built-in checks: :data:`BUILTIN_CHECK_CLASSES` below is their one list (the order reports
+   list them in). Adding a built-in is one entry here plus its class (a column dwell check is a
+   declaration: see :mod:`clinicbot.checks.dwell`), its docs row and, optionally, a template.
+   Everything else (``BUILTIN_SLUGS``, the docs test, the tests that configure every check)
+   reads this list; pyproject.toml does not repeat it;
+2. installed plugins in the entry-point group ``clinicbot.checks`` (an install made before the
+   built-ins left that group may still list them: those entries are skipped);
 3. custom checks named in the config by a dotted path::
 
        checks:
@@ -138,7 +141,7 @@ def plugin_checks(entry_points: Iterable[Any] | None = None) -> list[Check]:
         if ep.name in BUILTIN_SLUGS:
             if not str(ep.value).startswith("clinicbot.checks."):
                 log.warning("check plugin %s (%s) has the slug of a built-in check; ignored", ep.name, ep.value)
-            continue  # our own registration of a built-in: already loaded directly
+            continue  # a built-in registered by an older install of clinicbot: already loaded directly
         try:
             check = as_check(ep.load(), ep.name)
         except Exception:

@@ -17,17 +17,15 @@ from clinicbot.checks._common import (
     column_facts,
     describe_age,
     iso,
-    oldest_placement,
-    other_places,
     placements,
     plural,
     priority_set_at,
     setting,
     task_facts,
     task_finding,
-    where,
 )
 from clinicbot.checks.base import CheckContext, Finding
+from clinicbot.checks.dwell import ColumnDwellCheck
 from clinicbot.checks.hours import (
     age,
     as_zone,
@@ -40,30 +38,14 @@ from clinicbot.checks.hours import (
 )
 
 
-class UntriagedCheck:
+class UntriagedCheck(ColumnDwellCheck):
     slug = "untriaged"
     description = "An open task has waited in an inbox column longer than `hours` without being triaged."
-    defaults: Mapping[str, Any] = {"hours": 48}
-
-    def run(self, ctx: CheckContext) -> list[Finding]:
-        hours = setting(ctx, "hours", 48)
-        limit = timedelta(hours=hours)
-        findings = []
-        for entries in placements(ctx.snapshot, ["inbox"]).values():
-            task, column, since, approximate, waited = oldest_placement(ctx, entries)
-            if waited < limit:
-                continue
-            about = "about " if approximate else ""
-            findings.append(task_finding(
-                self.slug, ctx.snapshot, task, severity="warning",
-                summary=(f"{task.monogram} {task.title} has waited {about}{describe_age(ctx, waited, 'hours')} "
-                         f"in {where(ctx.snapshot, column)} without triage"),
-                **column_facts(ctx.snapshot, column),
-                **age_facts(ctx, since, waited, threshold_hours=hours),
-                approximate=approximate,
-                other_places=other_places(ctx.snapshot, entries, column),
-            ))
-        return findings
+    roles = ("inbox",)
+    unit = "hours"
+    threshold = 48
+    severity = "warning"
+    summary = "{task} {title} has waited {about}{age} in {where} without triage"
 
 
 def latest_meeting(now: datetime, weekday: int, start: time, tz: Any, grace: timedelta) -> datetime:
