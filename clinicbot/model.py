@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, NoReturn
+from typing import Any, Iterable, Mapping, NoReturn, overload
 
 from clinicbot.errors import ConduitShapeError
 from clinicbot.timeline import Timeline
@@ -37,6 +37,41 @@ def from_epoch(value: int | str | None) -> datetime | None:
     if value is None or value == "":
         return None
     return datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+@overload
+def iso(at: datetime) -> str: ...
+@overload
+def iso(at: None) -> None: ...
+def iso(at: datetime | None) -> str | None:
+    """The one time format clinicbot writes (ledger, JSON output, reports): ISO 8601 in UTC with a
+    ``Z`` (``2026-11-22T09:00:00Z``), whatever zone ``at`` is in; a naive time is taken as UTC
+    (an aware one is converted: never the host's zone). None stays None."""
+    if at is None:
+        return None
+    at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    """An ISO 8601 time (``Z``, an offset, or naive = UTC) -> aware datetime; None/"" -> None."""
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(..., default=json_default)`` for clinicbot's JSON output: times as :func:`iso`
+    (UTC, ``Z``), sets and tuples as lists; anything else is a TypeError naming its type (a value
+    that reaches JSON unconverted is a bug to fix where it is made, not to paper over with str())."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class Shape:
@@ -123,9 +158,8 @@ class User:
     real_name: str = ""
     is_bot: bool = False
     is_disabled: bool = False
-    # user.search availability: "available", "busy" or "away" (+ until, an epoch).
+    # user.search availability: "available", "busy" or "away".
     availability: str = "available"
-    available_again: datetime | None = None
 
     @property
     def is_away(self) -> bool:
@@ -174,12 +208,6 @@ class Board:
 
     def by_role(self, role: str) -> list[Column]:
         return [c for c in self.columns if c.role == role]
-
-    def column_named(self, name: str) -> Column | None:
-        for col in self.columns:
-            if col.name.casefold() == name.casefold():
-                return col
-        return None
 
 
 @dataclass(frozen=True)
@@ -283,12 +311,6 @@ class Snapshot:
             return task.created, True
         at, approximate = found
         return at, bool(approximate) or column.phid in self.approximate_columns
-
-    def priority_by_value(self, value: int) -> Priority | None:
-        for p in self.priorities:
-            if p.value == value:
-                return p
-        return None
 
     def priority_by_keyword(self, keyword: str) -> Priority | None:
         for p in self.priorities:

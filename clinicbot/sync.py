@@ -67,7 +67,7 @@ from clinicbot.phab.boards import (
 from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.errors import StateError
-from clinicbot.model import Column, Task, from_epoch
+from clinicbot.model import Column, Task
 from clinicbot.state.cache import CacheStore, Structure, cache_path, dump_timeline, load_timeline
 
 log = logging.getLogger(__name__)
@@ -408,7 +408,6 @@ class CachedBoards:
     data: BoardData
     timelines: dict[str, Any]
     sightings: dict[tuple[str, str, str], datetime]
-    synced_at: datetime | None
 
 
 def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only: bool = False) -> CachedBoards:
@@ -449,7 +448,7 @@ def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only
                 timelines[phid] = load_timeline(phid, owner.id, data)
         sightings = {k: v for k, v in store.sightings().items() if k[0] in tasks}
     data = BoardData(boards=structure.boards, tasks=tasks, statuses=structure.statuses, priorities=structure.priorities)
-    return CachedBoards(data=data, timelines=timelines, sightings=sightings, synced_at=from_epoch(mark))
+    return CachedBoards(data=data, timelines=timelines, sightings=sightings)
 
 
 def sync_and_load(client: ConduitClient, config: Config, *, now: datetime, roles: Iterable[str] | None = None,

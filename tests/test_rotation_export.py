@@ -107,8 +107,11 @@ def test_wiki_section_changes_only_with_the_facts():
 
 def test_wiki_section_is_the_same_whatever_the_clock(monkeypatch):
     # Nothing reads the wall clock either: freeze datetime.now far in the future and compare.
-    import clinicbot.rotation as rotation_mod
     import clinicbot.rotation.export as export_mod
+    import clinicbot.rotation.parse as parse_mod
+    import clinicbot.rotation.plan as plan_mod
+    import clinicbot.rotation.query as query_mod
+    import clinicbot.rotation.types as types_mod
 
     rot = load_rotation(EXAMPLE)
     base = wiki_section(rot)
@@ -122,8 +125,8 @@ def test_wiki_section_is_the_same_whatever_the_clock(monkeypatch):
         def utcnow(cls):
             return datetime(2031, 5, 5, 5, 5)
 
-    monkeypatch.setattr(rotation_mod, "datetime", Later)
-    monkeypatch.setattr(export_mod, "datetime", Later)
+    for module in (types_mod, parse_mod, plan_mod, query_mod, export_mod):  # every module of the package
+        monkeypatch.setattr(module, "datetime", Later)
     assert wiki_section(rot) == base
 
 

@@ -84,7 +84,6 @@ def parse_user(item: Mapping[str, Any], *, availability: bool = False) -> User:
         is_bot="bot" in roles or "system" in roles,
         is_disabled="disabled" in roles,
         availability=value or "available",
-        available_again=shape.epoch(avail.get("until"), "attachments.availability.until", optional=True),
     )
 
 

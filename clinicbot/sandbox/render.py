@@ -41,10 +41,6 @@ ICONS = {
 AVAILABILITY = {"available": ("Available", "green"), "busy": ("Busy", "orange"), "away": ("Away", "red")}
 
 
-def _ctx_store(ctx: Any) -> Store:
-    return ctx.store
-
-
 def avatar(ctx: Any, user: User) -> str:
     digest = hashlib.sha1(user.phid.encode()).hexdigest()
     return f"{ctx.store.base_uri}file/data/{digest[:20]}/PHID-FILE-{digest[20:40]}/profile.png"

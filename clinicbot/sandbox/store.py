@@ -20,7 +20,7 @@ import random
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 # ---------------------------------------------------------------------------------------
@@ -608,6 +608,3 @@ class Store:
             self.log_edge(task.phid, EDGE_MENTIONED_IN, doc.phid, at)
             self.add_xaction(Xaction(self.take_id("xaction"), "", task.phid, "core:edge", actor.phid, at, group,
                                      [], [doc.phid], {"edge:type": EDGE_MENTIONED_IN}), task)
-
-    def documents_under(self, prefix: str) -> Iterable[Document]:
-        return (d for d in self.documents.values() if d.slug != prefix and d.slug.startswith(prefix))

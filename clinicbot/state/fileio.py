@@ -3,7 +3,8 @@
 Two kinds of files, two permission rules:
 
 * **Output** (calendars, report pages, metrics pages) are meant to be read by others: they get
-  the usual permissions (0666 less the umask), see :func:`write_atomic`.
+  the usual permissions (0666 less the umask), see :func:`write_atomic`;
+  both go through :func:`atomic_write`, the one atomic writer.
 * **State** (everything under ``state_dir``: the ledger and its backup, the cache and its
   ``-wal``/``-shm``, the lock, the metrics history) holds task data from possibly private
   projects: the directory is ``0700`` and every file in it ``0600``. :func:`private_dir`
@@ -38,24 +39,59 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write to a temp file beside ``path``, fsync, rename. The file gets the usual permissions
-    (0666 less the umask), not mkstemp's 0600: a metrics page is meant to be served."""
+def atomic_write(path: str | Path, data: bytes | str, *, private: bool = True, durable: bool = True,
+                 action: str = "cannot write", intact: str = "") -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, whole
+    (a temp file beside it, fsync, ``os.replace``, fsync of the directory).
+
+    ``private`` (a state file): mode 0600, and an OSError (read-only filesystem, full disk,
+    directory removed) becomes one StateError naming the file, ``action`` and ``intact`` (what is
+    unharmed). Not private (an output file): the directory is created, the file gets the usual
+    permissions (0666 less the umask, not mkstemp's 0600: a metrics page is meant to be served)
+    and an OSError is the caller's to report. ``durable=False`` skips both fsyncs (a backup copy)."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp: str | None = None
     try:
+        if not private:
+            directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)  # 0600
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+            if durable:
+                os.fsync(fh.fileno())
+        if not private:
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if private and isinstance(exc, OSError):
+            raise state_error(exc, path, action, intact=intact) from None
         raise
+    if durable:
+        _fsync_dir(directory)
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write an output file (calendar, report page) atomically: see :func:`atomic_write`."""
+    atomic_write(path, data, private=False)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is only durable once the directory entry is on disk.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
 from clinicbot.errors import StateError
-from clinicbot.state.fileio import private_dir, state_error
+from clinicbot.state.fileio import atomic_write, private_dir, state_error
 
 FILENAME = "metrics.json"
 
@@ -62,24 +61,9 @@ class AtomicJSONStorage(Storage):
 
         # Never recreate a state directory removed mid-run (the lock's holder made it).
         private_dir(self.path.parent, create=not StateLock.held(self.path.parent))
-        tmp = None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)  # 0600
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException as exc:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-            if isinstance(exc, OSError):
-                raise state_error(exc, self.path, "cannot write the metrics history",
-                                  intact=f"{self.path.name} still holds the previous history") from None
-            raise
+        text = json.dumps(data, sort_keys=True)
+        atomic_write(self.path, text, action="cannot write the metrics history",
+                     intact=f"{self.path.name} still holds the previous history")
 
     def close(self) -> None:
         pass
