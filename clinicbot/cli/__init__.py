@@ -6,25 +6,111 @@ Exit codes: 0 ok; 1 findings or a partial failure; 2 usage, config or state erro
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator, MutableMapping
 
 import click
 
 from clinicbot import __version__
-from clinicbot.jobs.context import App, parse_now
 from clinicbot.errors import EXIT_FAILURE, error_exit
 from clinicbot.cli.logs import setup_logging
 
+if TYPE_CHECKING:
+    from clinicbot.jobs.context import App
+
 log = logging.getLogger("clinicbot")
+
+# The commands that live in modules of their own, imported only when one of them runs (start-up
+# is most of a cron run: `clinicbot --help` and `import clinicbot.cli` load neither requests, rich,
+# jinja2 nor icalendar). name -> (module, attribute, the first paragraph of its help, which
+# `clinicbot --help` shows; tests/test_startup.py checks it against the command's own help).
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "rotation": ("clinicbot.cli.rotation", "rotation", "Who is on clinic duty now, the next changes, coverage "
+                 "gaps, notices and warnings."),
+    "check": ("clinicbot.cli.checks", "check", "Run the checks and deal with what they find: comment, subscribe, "
+              "chat, email (dry run unless applied)."),
+    "ledger": ("clinicbot.cli.checks", "ledger", "Show what fired and what was done; snooze a check or a task; mark "
+               "a finding handled."),
+    "serve": ("clinicbot.cli.ops", "serve", "Run the jobs on the config's schedule (team timezone) until "
+              "SIGTERM/SIGINT."),
+    "sync": ("clinicbot.cli.ops", "sync", "Update the local cache of tasks and histories: only what changed since "
+             "the last sync."),
+    "status": ("clinicbot.cli.ops", "status", "Each job's last run, outcome, duration, Conduit calls and "
+               "next run; the cache; whether serve runs."),
+    "digest": ("clinicbot.cli.reports", "digest", "The daily triage digest for the engineers on duty."),
+    "agenda": ("clinicbot.cli.reports", "agenda", "The weekly triage meeting agenda: every task in the Triage "
+               "Meeting Inbox."),
+    "metrics": ("clinicbot.cli.reports", "metrics", "Clinic duty metrics over a window; history kept in "
+                "<state_dir>/metrics.json."),
+}
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """The group's ``commands``: every name is listed at once; a module is imported when its command is
+    looked up (``cli.commands[name]``, ``get_command``), never for listing or for the group's --help."""
+
+    def __init__(self, lazy: dict[str, tuple[str, str, str]]):
+        self.loaded: dict[str, click.Command] = {}
+        self.lazy = lazy
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self.loaded:
+            if name not in self.lazy:
+                raise KeyError(name)
+            module, attr, _ = self.lazy[name]
+            self.loaded[name] = getattr(importlib.import_module(module), attr)
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self.loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self.loaded.pop(name, None)
+        self.lazy = {k: v for k, v in self.lazy.items() if k != name}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self.loaded, *self.lazy]))
+
+    def __len__(self) -> int:
+        return len(set(self.loaded) | set(self.lazy))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.loaded or name in self.lazy
+
+    def short_help(self, name: str, limit: int) -> str:
+        """What `clinicbot --help` shows for ``name``, without importing its module when it is not loaded yet."""
+        if name in self.loaded:
+            return self.loaded[name].get_short_help_str(limit)
+        return click.utils.make_default_short_help(self.lazy[name][2], limit)
 
 
 class ClinicbotGroup(click.Group):
-    """Turns ClinicbotError into one clean line on stderr and the documented exit code."""
+    """Turns ClinicbotError into one clean line on stderr and the documented exit code.
+
+    Its commands are :class:`LazyCommands`: a command's module is imported only when it runs.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        commands = LazyCommands(dict(LAZY_COMMANDS))
+        for name, command in self.commands.items():
+            commands[name] = command
+        self.commands = commands
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own version looks every command up (importing every module) for its short help.
+        names = [n for n in self.list_commands(ctx) if not (n in self.commands.loaded and self.commands[n].hidden)]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(n, self.commands.short_help(n, limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -38,9 +124,9 @@ class ClinicbotGroup(click.Group):
             click.echo(f"clinicbot: error: {known[0]}", err=True)
             ctx.exit(known[1])
         finally:
-            app = ctx.obj
-            if isinstance(app, App):
-                app.close()
+            context = sys.modules.get("clinicbot.jobs.context")
+            if context is not None and isinstance(ctx.obj, context.App):
+                ctx.obj.close()
 
 
 @click.group(cls=ClinicbotGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,6 +144,8 @@ def cli(ctx: click.Context, config_path: Path | None, now: str | None, log_level
 
     Every write to Phabricator and every outbound message is a dry run unless you pass --apply.
     """
+    from clinicbot.jobs.context import App, parse_now
+
     if isinstance(ctx.obj, App):  # tests may pass a prepared App
         app = ctx.obj
     else:
@@ -185,17 +273,6 @@ def demo(app: App, size: int, keep: Path | None) -> None:
     code = run_demo(app, size=size, keep=keep)
     if code:
         sys.exit(code)
-
-
-def _register_commands() -> None:
-    from clinicbot.cli import checks, ops, reports, rotation
-
-    for command in (rotation.rotation, checks.check, checks.ledger, ops.serve, ops.sync, ops.status,
-                    reports.digest, reports.agenda, reports.metrics):
-        cli.add_command(command)
-
-
-_register_commands()
 
 
 def main() -> None:

@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from clinicbot import escape
 from clinicbot.jobs.context import App, parse_now
 from clinicbot.errors import ConfigError, SafetyCapExceeded
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+# Under cron (stdout not a terminal) `check` prints a summary and at most this many findings, console
+# lines and actions one per line: a mail of a few kilobytes, never a table of thousands of rows.
+PLAIN_LIMIT = 50
 
 
 def parse_task(value: str | None) -> int | None:
@@ -59,15 +65,20 @@ def check(app: App, apply_: bool, dry_run: bool, only: str | None, task: str | N
 
     if apply_ and dry_run:
         raise ConfigError(None, "--apply", "--apply and --dry-run contradict each other; pick one")
+    # With --format json stdout is the JSON document: the console handler writes to stderr. Not on a
+    # terminal (cron), the console handler's lines are capped like the rest of the output.
+    capped = None if fmt == "json" or app.console.is_terminal else CappedLines(app)
+    console: Callable[[str], None] | None = (lambda text: click.echo(text, err=True)) if fmt == "json" else capped
     try:
-        # With --format json stdout is the JSON document: the console handler writes to stderr.
-        console = (lambda text: click.echo(text, err=True)) if fmt == "json" else None
         result = run_check_job(app, apply=False if dry_run else (True if apply_ else None), only=only,
                                task=parse_task(task), console=console)
     except SafetyCapExceeded as exc:
         result = getattr(exc, "result", None)
         if result is None:
             raise
+    finally:
+        if capped is not None:
+            capped.close()
     for failure in result.failures:
         click.echo(escape.one_line(f"clinicbot: check {getattr(failure, 'slug', '?')} failed: "
                                    f"{getattr(failure, 'error', failure)}"), err=True)
@@ -80,13 +91,110 @@ def check(app: App, apply_: bool, dry_run: bool, only: str | None, task: str | N
     sys.exit(result.exit_code)
 
 
-def _cell(value: Any) -> Text:
+class CappedLines:
+    """The console handler's lines when stdout is not a terminal: the first PLAIN_LIMIT, then a count."""
+
+    def __init__(self, app: App, limit: int = PLAIN_LIMIT):
+        self.app, self.limit, self.count = app, limit, 0
+
+    def __call__(self, text: str) -> None:
+        self.count += 1
+        if self.count <= self.limit:
+            _line(self.app, text)
+
+    def close(self) -> None:
+        if self.count > self.limit:
+            _line(self.app, f"... and {self.count - self.limit} more console line(s) "
+                            "(`clinicbot check --format json` lists every finding)")
+
+
+def _cell(value: Any) -> "Text":
     """A table cell from text that may come from a task: clean, one line, never console markup."""
+    from rich.text import Text
+
     return Text(escape.one_line(value))
 
 
+def _line(app: App, text: str) -> None:
+    """One plain line: cleaned of control characters, never markup, never wrapped."""
+    app.console.print(escape.one_line(text), markup=False, highlight=False, soft_wrap=True)
+
+
+def _tally(counts: Counter[str]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _decision_kind(d: Any) -> str:
+    """"act" or the decision's reason without its times ("repetition due", "fires once")."""
+    return "act" if d.act else re.split(r";| at | until ", d.reason, maxsplit=1)[0].strip() or "no action"
+
+
+def _decision_text(d: Any) -> str:
+    return ("act: " + ", ".join(d.handlers) if d.act else d.reason) if d else ""
+
+
 def render_result(app: App, result: Any) -> None:
-    """Tables and the full texts to post; task text is cleaned of control characters on the way."""
+    """On a terminal, tables; otherwise (cron) plain lines and a summary. Then the full texts to post.
+
+    Task text is cleaned of control characters on the way.
+    """
+    if app.console.is_terminal:
+        render_tables(app, result)
+    else:
+        render_plain(app, result)
+    render_texts(app, result, limit=None if app.console.is_terminal else PLAIN_LIMIT)
+
+
+def _header(app: App, result: Any) -> None:
+    mode = "APPLY" if result.apply else "DRY RUN (nothing is posted; pass --apply to post)"
+    _line(app, f"clinicbot check at {result.now.isoformat()} - {mode}")
+    if result.recipients or result.on_duty_note:
+        names = ", ".join(r.username for r in result.recipients) or "nobody"
+        extra = f" ({result.on_duty_note})" if result.on_duty_note else ""
+        _line(app, f"on duty: {names}{extra}")
+
+
+def render_plain(app: App, result: Any, limit: int = PLAIN_LIMIT) -> None:
+    """For cron mail: counts, then at most ``limit`` findings (those acted on first) and actions, one per line."""
+    _header(app, result)
+    decisions = {d.finding.key: d for d in result.decisions}
+    if not result.findings:
+        _line(app, "no findings")
+    else:
+        _line(app, f"{len(result.findings)} finding(s): {_tally(Counter(f.slug for f in result.findings))}")
+        _line(app, f"decisions: {_tally(Counter(_decision_kind(d) for d in result.decisions))}")
+        # Those acted on first (stable: the checks' order within each group).
+        shown = sorted(result.findings, key=lambda f: not (decisions.get(f.key) and decisions[f.key].act))[:limit]
+        for f in shown:
+            task = f"T{f.task_id}" if f.task_id is not None else "-"
+            _line(app, f"{f.slug} {task} [{f.severity}] {_decision_text(decisions.get(f.key))}: {f.summary}")
+        if len(result.findings) > len(shown):
+            _line(app, f"... and {len(result.findings) - len(shown)} more finding(s) "
+                       "(`clinicbot check --format json` lists them all)")
+    if result.cleared:
+        keys = [r.key for r in result.cleared]
+        more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+        _line(app, f"cleared (condition gone): {', '.join(keys[:limit])}{more}")
+    for res in result.resolutions[:limit]:
+        _line(app, f"earlier {res.intent.handler} on {res.intent.task or '-'}: {res.outcome} ({res.detail})")
+    if len(result.resolutions) > limit:
+        _line(app, f"... and {len(result.resolutions) - limit} more earlier write(s) resolved")
+    if result.actions:
+        _line(app, f"{len(result.actions)} action(s): "
+                   f"{_tally(Counter(f'{a.handler} {a.status}' for a in result.actions))}")
+        # Every action but the console's (its lines are printed by the handler itself), failures first.
+        listed = sorted((a for a in result.actions if a.handler != "console"), key=lambda a: a.status != "failed")
+        for a in listed[:limit]:
+            _line(app, f"{a.handler} -> {a.target or '-'}: {a.status}"
+                       + (f" ({a.error or a.reason})" if a.error or a.reason else ""))
+        if len(listed) > limit:
+            _line(app, f"... and {len(listed) - limit} more action(s)")
+
+
+def render_tables(app: App, result: Any) -> None:
+    """On a terminal: the findings and the actions as tables."""
+    from rich.table import Table
+
     out = app.console
     mode = "APPLY" if result.apply else "DRY RUN (nothing is posted; pass --apply to post)"
     out.print(f"clinicbot check at {result.now.isoformat()} - {mode}", markup=False, highlight=False)
@@ -102,8 +210,7 @@ def render_result(app: App, result: Any) -> None:
             table.add_column(col, overflow="fold")
         decisions = {d.finding.key: d for d in result.decisions}
         for f in result.findings:
-            d = decisions.get(f.key)
-            decision = ("act: " + ", ".join(d.handlers) if d.act else d.reason) if d else ""
+            decision = _decision_text(decisions.get(f.key))
             table.add_row(_cell(f.slug), f"T{f.task_id}" if f.task_id is not None else "-", _cell(f.severity),
                           _cell(decision), _cell(f.summary))
         out.print(table, markup=False, highlight=False)
@@ -120,10 +227,19 @@ def render_result(app: App, result: Any) -> None:
         for a in result.actions:
             table.add_row(_cell(a.handler), _cell(a.target or "-"), _cell(a.status), _cell(a.error or a.reason or ""))
         out.print(table, markup=False, highlight=False)
-    # Exactly what would be (or was) posted where: the full texts, never interpreted as markup.
-    for a in result.actions:
-        if a.status not in ("planned", "posted") or a.handler == "console":
-            continue
+
+
+def render_texts(app: App, result: Any, limit: int | None = None) -> None:
+    """Exactly what would be (or was) posted where: the full texts, never interpreted as markup.
+
+    Usually few (more planned writes than max_writes_per_run abort the run before any write); a
+    plan over that cap is shown in full on a terminal, its first ``limit`` texts otherwise."""
+    out = app.console
+    texts = [a for a in result.actions if a.status in ("planned", "posted") and a.handler != "console"]
+    if limit is not None and len(texts) > limit:
+        _line(app, f"the first {limit} of {len(texts)} texts (`clinicbot check --format json` has them all):")
+        texts = texts[:limit]
+    for a in texts:
         verb = "would post" if a.status == "planned" else "posted"
         head = f"--- {verb}: {a.handler} -> {a.target or '-'}"
         if a.subject:
@@ -190,6 +306,8 @@ def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: 
         return
     if writing and not records:
         return
+    from rich.table import Table
+
     table = Table(title=f"ledger: {len(records)} most recent record(s)", title_justify="left")
     table.add_column("key", overflow="fold")
     for col in ("ep", "first seen", "handled", "times", "state"):

@@ -6,8 +6,7 @@ import json
 import logging
 import sys
 from datetime import datetime, timezone
-
-from clinicbot.phab.conduit import redact
+from typing import Callable
 
 
 class RedactingFilter(logging.Filter):
@@ -16,17 +15,21 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: tuple[str, ...] = ()):
         super().__init__()
         self.secrets = secrets
+        # Imported here, not at the top: `import clinicbot.cli` stays free of requests (start-up).
+        from clinicbot.phab.conduit import redact
+
+        self.redact: Callable[[str], str] = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         for secret in self.secrets:
             if secret:
                 message = message.replace(secret, "api-REDACTED")
-        record.msg = redact(message)
+        record.msg = self.redact(message)
         record.args = None
         if record.exc_info:
             # Tracebacks are rendered by the formatter; keep them, but redact their text too.
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 

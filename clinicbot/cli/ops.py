@@ -11,15 +11,16 @@ import logging
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from clinicbot.jobs.context import App
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK
 from clinicbot.jobs.sync import sync_job
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class RichSyncProgress:
     """A progress bar for long syncs on a terminal; `sync` passes none when not on one (logs stay quiet)."""
 
     def __init__(self, console: Console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
         self.task_id: Any = None

@@ -11,18 +11,24 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from rich.console import Console
-
-from clinicbot.config import Config, load_config
 from clinicbot.errors import ConfigError, LockHeldError, StateError
-from clinicbot.model import Snapshot
-from clinicbot.phab.conduit import ConduitClient
-from clinicbot.phab.snapshot import build_snapshot, rotation_usernames
-from clinicbot.sync import load_cached, sync_and_load
+
+if TYPE_CHECKING:  # imported where used: a command pays only for what it touches (start-up time)
+    from rich.console import Console
+
+    from clinicbot.config import Config
+    from clinicbot.model import Snapshot
+    from clinicbot.phab.conduit import ConduitClient
 
 log = logging.getLogger(__name__)
+
+
+def _console(stderr: bool = False) -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=stderr)
 
 
 def parse_now(value: str, source: str = "--now") -> datetime:
@@ -42,8 +48,8 @@ class App:
     config_path: Path | None = None
     now_override: datetime | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    console: Console = field(default_factory=Console)
-    err_console: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=_console)
+    err_console: Console = field(default_factory=lambda: _console(stderr=True))
     _config: Config | None = None
     _client: ConduitClient | None = None
     _extras: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +98,8 @@ class App:
 
     def config(self) -> Config:
         if self._config is None:
+            from clinicbot.config import load_config
+
             self._config = load_config(self.config_file())
         return self._config
 
@@ -103,6 +111,8 @@ class App:
     # -- Phabricator ---------------------------------------------------------------------------
     def client(self) -> ConduitClient:
         if self._client is None:
+            from clinicbot.phab.conduit import ConduitClient
+
             cfg = self.config()
             self._client = ConduitClient(
                 cfg.url,
@@ -129,6 +139,9 @@ def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bo
     When another instance holds the state lock (``serve`` is running while someone tries a dry
     run), the cache is read as it is; with no usable cache at all, everything is fetched.
     """
+    from clinicbot.phab.snapshot import build_snapshot, rotation_usernames
+    from clinicbot.sync import load_cached, sync_and_load
+
     config, client = app.config(), app.client()
     members, others = rotation_usernames(app.rotation())
     cached = None
