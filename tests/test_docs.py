@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from clinicbot.cli import cli
@@ -29,6 +33,30 @@ def test_readme_opens_with_exactly_two_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert setup_commands()[1] in ci.splitlines()
+
+
+def _collected(*args: str, addopts: str = "") -> set[str]:
+    env = {**os.environ, "PYTEST_ADDOPTS": addopts}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", *args],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {line.split("::")[-1] for line in out.stdout.splitlines() if "::" in line}
+
+
+def test_slow_tests_are_deselected_by_default_and_run_in_ci():
+    """The README's command leaves the `slow` tests out; .ci/run selects them again through PYTEST_ADDOPTS
+    (read after pyproject's addopts, so its -m wins) without touching the command itself."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    [export] = [line for line in ci.splitlines() if line.startswith("export PYTEST_ADDOPTS=")]
+    ci_opts = shlex.split(export.split("=", 1)[1].strip('"'))
+    marker = ci_opts[ci_opts.index("-m") + 1]
+    target = "tests/test_sandbox_scenario.py"  # one slow test among quick ones
+    default, in_ci = _collected(target), _collected(target, addopts=f"-m {shlex.quote(marker)}")
+    assert "test_hundred_thousand_tasks" not in default and "test_small_sizes_keep_the_most_important_cases" in default
+    assert in_ci == default | {"test_hundred_thousand_tasks"}
+    # CI's selection keeps every real-Phorge test
+    real = _collected("tests/phorge", addopts="-m phorge")
+    assert real and real == _collected("tests/phorge", addopts=f"-m {shlex.quote(marker)}")
 
 
 def test_every_command_is_documented():

@@ -270,11 +270,27 @@ def test_metrics_history_and_page(config, tmp_path):
     assert result.exit_code == 0, result.output
     html = (out / "index.html").read_text()
     assert html.count("<svg") == 5 and "<script" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html or "T295" not in html
     from clinicbot.state.metrics_history import MetricsStore
 
     with MetricsStore(config.parent / "state") as store:
         assert len(store.history()) == 4
+
+
+def test_metrics_page_escapes_task_titles(tmp_path):
+    """The page lists Unbreak Now! tasks by title: give one the scenario's hostile title."""
+    sc = generate_scenario(NOW)
+    hostile = next(t for t in sc.tasks if "<script>" in t["title"])["title"]
+    answered = sc.facts["tasks"]["ubn_answered"]
+    next(t for t in sc.tasks if int(t["id"]) == answered)["title"] = hostile
+    with Sandbox(scenario=sc) as sb:
+        (tmp_path / "rotation.yaml").write_text(ROTATION)
+        config = write_sandbox_config(tmp_path / "clinicbot.yaml", sb.url, sb.token)
+        result = run(config, "metrics", "--format", "html", "--output", str(tmp_path / "page"))
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "page" / "index.html").read_text()
+    assert f">T{answered}</a>" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;!channel&gt;" in html
+    assert "<script" not in html and "<!channel>" not in html
 
 
 def test_agenda_published_twice_is_one_page_and_one_edit(config, sandbox):

@@ -181,9 +181,11 @@ def test_task_constraints(shared, scenario):
     recent = c.all("maniphest.search", constraints={"modifiedStart": NOW_EPOCH - 86400})
     assert recent and all(t["fields"]["dateModified"] >= NOW_EPOCH - 86400 for t in recent)
     assert [t["id"] for t in c.all("maniphest.search", constraints={"hasParents": True})] == [facts["subtask"]]
-    found = c.all("maniphest.search", constraints={"query": "APNs certificate"})
-    assert found == [] or all("apns" in (t["fields"]["name"] + t["fields"]["description"]["raw"]).lower()
-                              for t in found)
+    # Every word must match (in any order, any case): the one task with both words in its title.
+    found = c.all("maniphest.search", constraints={"query": "3DS checkout"})
+    assert [t["id"] for t in found] == [facts["ubn_unanswered"]]
+    assert all({"3ds", "checkout"} <= set(t["fields"]["name"].lower().split()) for t in found)
+    assert c.all("maniphest.search", constraints={"query": "checkout nosuchword"}) == []
     assert c.all("maniphest.search", constraints={"query": "push notification ios"})[0]["id"] == facts["ubn_answered"]
     milestones = c("maniphest.search", constraints={"ids": facts["milestone_only"]}, attachments={"columns": True})
     assert [t["attachments"]["columns"]["boards"] for t in milestones["data"]] == [[], []]
@@ -383,11 +385,8 @@ def test_latency_is_added_to_every_call(sb):
     sb.latency = 0.15
     started = time.monotonic()
     c("conduit.ping")
-    assert time.monotonic() - started >= 0.15
-    sb.latency = 0.0
-    started = time.monotonic()
-    c("conduit.ping")
-    assert time.monotonic() - started < 0.15
+    assert time.monotonic() - started >= 0.15  # a lower bound (the added wait), never a speed target
+    # How fast a call is without latency is measured by bench/timed_checks.py, not asserted here.
 
 
 def test_stop_does_not_wait_for_a_stalled_call(sb):

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -191,12 +190,10 @@ def test_small_sizes_keep_the_most_important_cases():
 
 @pytest.mark.slow
 def test_hundred_thousand_tasks(tmp_path):
-    started = time.monotonic()
+    # Counts only: how long generating and paging take is measured by bench/timed_checks.py.
     big = generate_scenario(NOW, size=100_000)
-    generated = time.monotonic() - started
-    assert len(big.tasks) == 100_000 and generated < 60
+    assert len(big.tasks) == 100_000
     with Sandbox(scenario=big) as sb:
-        started = time.monotonic()
         for _ in range(3):
             body = json.loads(sb.answer("maniphest.search", [("params", json.dumps(
                 {"__conduit__": {"token": sb.token}, "constraints": {"statuses": ["open"]}, "limit": 100}))]))
@@ -204,7 +201,7 @@ def test_hundred_thousand_tasks(tmp_path):
         nxt = json.loads(sb.answer("maniphest.search", [("params", json.dumps(
             {"__conduit__": {"token": sb.token}, "constraints": {"statuses": ["open"]}, "limit": 100,
              "after": page["cursor"]["after"]}))]))["result"]
-        assert len(nxt["data"]) == 100 and time.monotonic() - started < 10
+        assert len(nxt["data"]) == 100 and nxt["data"][0]["id"] < page["data"][-1]["id"]
 
 
 def test_command_line_serves_until_interrupted(tmp_path):

@@ -16,5 +16,15 @@ def test_reference_line_with_one_category_spans_the_plot():
 
 
 def test_title_is_escaped():
-    svg = str(line_chart("<script>x</script>", ["a", "b"], [Series("s", [1.0, 2.0])]))
+    svg = str(line_chart("<script>x</script> & \"q\"", ["a", "b"], [Series("s", [1.0, 2.0])]))
     assert "<script>" not in svg
+    escaped = "&lt;script&gt;x&lt;/script&gt; &amp; &#34;q&#34;"
+    # the title is kept (escaped), both as the accessible <title> and as the visible heading
+    assert f"<title>{escaped}</title>" in svg
+    assert re.search(r"<text [^>]*font-weight=\"bold\">" + re.escape(escaped) + "</text>", svg)
+
+
+def test_labels_and_series_names_are_escaped():
+    svg = str(line_chart("T", ["<b>a</b>", "b"], [Series("<i>s</i>", [1.0, 2.0])], y_label="<u>h</u>"))
+    assert "<b>" not in svg and "<i>" not in svg and "<u>" not in svg
+    assert "&lt;b&gt;a&lt;/b&gt;" in svg and "&lt;i&gt;s&lt;/i&gt;" in svg and "&lt;u&gt;h&lt;/u&gt;" in svg
