@@ -53,7 +53,7 @@ def test_repetition_waits_for_the_interval(book):
     rec = handled(book, NOW)
     s = settings(handlers=("comment",), repetition_seconds=DAY)
     early = decide(F, rec, s, NOW + timedelta(hours=23))
-    assert not early.act and "repetition due at 2026-11-23T09:00:00+00:00" == early.reason
+    assert not early.act and "repetition due at 2026-11-23T09:00:00Z" == early.reason
     due = decide(F, rec, s, NOW + timedelta(days=1))
     assert due.act and due.repetition == 1 and due.handlers == ["comment"]
 

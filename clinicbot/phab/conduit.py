@@ -64,7 +64,6 @@ _CHUNK = 64 * 1024
 
 # Methods that change something on the server. Everything else is a read and safe to retry.
 WRITE_SUFFIXES = (".edit", ".create", ".delete", ".close", ".update", ".createtask", ".createcomment")
-WRITE_METHODS = frozenset({"phriction.create", "phriction.edit", "differential.createcomment"})
 
 # What clinicbot calls. Checked against conduit.query on first use (see require()).
 REQUIRED_METHODS = (
@@ -86,7 +85,7 @@ OPTIONAL_METHODS = ("maniphest.gettasktransactions", "maniphest.edit", "phrictio
 
 
 def is_write(method: str) -> bool:
-    return method in WRITE_METHODS or method.endswith(WRITE_SUFFIXES)
+    return method.endswith(WRITE_SUFFIXES)
 
 
 # --------------------------------------------------------------------------------------------
