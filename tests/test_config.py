@@ -117,3 +117,62 @@ def test_every_section_is_validated_with_file_and_key(tmp_path, section, key):
         validate_sections(load_config(path))
     assert str(path) in str(info.value) and key in str(info.value), str(info.value)
     assert "\n" not in str(info.value)
+
+
+# -- every section is validated once, at load, whatever the command ------------------------------
+
+TYPOS = {  # one typo per structured section, and a bad value in the scalar ones
+    "checks": {"checks": {"untriaged": {"max_hours": "soon"}}},
+    "delivery": {"delivery": {"chat": {"webhok_env": "HOOK"}}},
+    "reports": {"reports": {"window_dayz": 30}},
+    "schedule": {"schedule": {"jobs": {"digest": "every morning"}}},
+    "schedule.sync": {"schedule": {"sync": {"concurency": 2}}},
+    "team": {"team": {"timezone": "Mars/Olympus"}},
+    "boards": {"boards": [{"project": "X", "columns": {"inbx": "Inbox"}}]},
+    "rotation": {"rotation": "no-such-rotation.yaml"},
+}
+KEYS = {"checks": "checks.untriaged", "delivery": "delivery.chat.webhok_env", "reports": "reports.window_dayz",
+        "schedule": "schedule.jobs.digest", "schedule.sync": "schedule.sync.concurency", "team": "team.timezone",
+        "boards": "boards[0].columns.inbx", "rotation": "rotation"}
+# Commands that do not use the section they are given (board reads no delivery, digest no checks...).
+COMMANDS = [["board"], ["digest", "--to", "chat"], ["rotation", "--format", "json"], ["status"]]
+
+
+@pytest.mark.parametrize("section", sorted(TYPOS))
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_a_typo_in_any_section_is_refused_by_every_command(tmp_path, section, command):
+    from click.testing import CliRunner
+
+    from clinicbot.cli import cli
+    from clinicbot.jobs.context import App
+
+    data = json.loads(json.dumps(GOOD))
+    data.update(TYPOS[section])
+    path = write(tmp_path, data)
+    (tmp_path / "rotation.yaml").write_text("name: x\n")  # never read: the config is refused first
+    result = CliRunner().invoke(cli, ["--config", str(path), "--now", "2026-11-22T09:00:00Z", *command],
+                                obj=App(env={"CLINICBOT_CONDUIT_TOKEN": "api-REDACTED"}))
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(path) in lines[0] and KEYS[section] in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_load_config_runs_every_registered_validator_once_and_keeps_its_result(tmp_path):
+    import clinicbot.jobs  # noqa: F401  (registers the sections)
+    from clinicbot.config import SECTION_VALIDATORS, SECTIONS
+    from clinicbot.delivery.targets import ReportSettings
+
+    assert sorted(SECTION_VALIDATORS) == sorted(s for s in SECTIONS if s != "boards")
+    data = json.loads(json.dumps(GOOD))
+    data["reports"] = {"window_days": 9}
+    cfg = load_config(write(tmp_path, data))
+    assert isinstance(cfg.typed["reports"], ReportSettings) and cfg.typed["reports"].window_days == 9
+    assert set(cfg.typed) == set(SECTION_VALIDATORS)
+
+
+def test_register_section_refuses_an_unknown_section():
+    from clinicbot.config import register_section
+
+    with pytest.raises(ValueError):
+        register_section("delivry", lambda config: None)

@@ -1,9 +1,15 @@
 """The configuration file: one YAML file, validated with errors that name the file and key.
 
 Scalar settings are declared once in :data:`SETTINGS` (name, default, type, help) — the
-README's configuration reference is checked against this table by a test. Structured
-sections (``boards``, ``checks``, ``delivery``, ``schedule``, ``reports``) are validated by
-the code that owns them, through the same :class:`ConfigError`.
+README's configuration reference is checked against this table by a test. ``boards`` is
+parsed here. The other structured sections (``checks``, ``delivery``, ``schedule`` with
+``schedule.sync``, ``reports``) are validated by the code that owns them — it knows the
+checks, the jobs, the delivery targets — which registers its validator here with
+:func:`register_section` (``clinicbot.jobs.sections`` registers them all; ``clinicbot.jobs``
+imports it). :func:`load_config` runs every registered validator once, so every command
+refuses a bad section, whether it uses it or not, with one line naming the file and the key;
+what each validator returns is kept in :attr:`Config.typed`. (config is the bottom layer: it
+imports none of those modules, they register themselves with it.)
 """
 
 from __future__ import annotations
@@ -119,6 +125,8 @@ class Config:
     values: dict[str, Any]  # dotted setting name -> value (defaults filled in)
     boards: list[BoardConfig]
     raw: dict[str, Any] = field(default_factory=dict)
+    # section name -> what its registered validator returned (filled by load_config / validate_sections)
+    typed: dict[str, Any] = field(default_factory=dict)
 
     # -- settings --------------------------------------------------------------------------
     def get(self, name: str) -> Any:
@@ -340,6 +348,30 @@ def load_yaml(text: str, file: str, error: Callable[..., Exception] = ConfigErro
         raise error(file, None, f"invalid YAML: {problem}; fix the syntax", line=line) from None
 
 
+# --------------------------------------------------------------------------------------------
+# Structured sections: validators registered by the modules that own them
+
+SectionValidator = Callable[["Config"], Any]
+SECTION_VALIDATORS: dict[str, SectionValidator] = {}
+
+
+def register_section(name: str, validate: SectionValidator) -> None:
+    """``validate(config)`` checks section ``name`` (raising :class:`ConfigError` naming file and key)
+    and returns its typed value; :func:`load_config` calls it for every config loaded."""
+    if name not in SECTIONS:
+        raise ValueError(f"{name!r} is not a config section; sections: {', '.join(SECTIONS)}")
+    SECTION_VALIDATORS[name] = validate
+
+
+def validate_sections(config: Config) -> Config:
+    """Run every registered section validator once (in :data:`SECTIONS` order); keep the results."""
+    for name in SECTIONS:
+        validate = SECTION_VALIDATORS.get(name)
+        if validate is not None:
+            config.typed[name] = validate(config)
+    return config
+
+
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     file = str(path)
@@ -354,7 +386,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(file, None, f"cannot read: {exc.strerror}") from None
     config = parse_config(load_yaml(text, file), path)
     check_paths(config)
-    return config
+    return validate_sections(config)
 
 
 def check_paths(config: Config) -> None:

@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clinicbot.config import Config
 from clinicbot.jobs.context import App
 from clinicbot.phab.snapshot import whoami
 from clinicbot.phab.boards import load_structure
@@ -47,17 +48,12 @@ class DoctorReport:
         return EXIT_OK if self.ok else EXIT_FAILURE
 
 
-def validate_sections(config) -> None:
-    """Every structured config section, through the parser of the module that owns it."""
-    from clinicbot.delivery.outbox import validate_delivery
-    from clinicbot.checks import load_checks_and_settings
-    from clinicbot.delivery.targets import report_settings
-    from clinicbot.jobs.schedule import parse_schedule
+def validate_sections(config: Config) -> None:
+    """Every structured config section, through the validator its owner registered (load_config
+    already ran them; this is for a Config built another way, e.g. ``parse_config``)."""
+    from clinicbot.config import validate_sections as validate
 
-    load_checks_and_settings(config.section("checks"), error=config.error)
-    validate_delivery(config.section("delivery"), config.error)
-    report_settings(config)
-    parse_schedule(config)
+    validate(config)
 
 
 def run_doctor(app: App) -> DoctorReport:
