@@ -44,7 +44,8 @@ class ReportEnv:
 
 def report_env(app: App) -> ReportEnv:
     config = app.config()
-    settings = report_settings(config)
+    # Validated once, at load (jobs/sections.py); a Config built by hand is parsed here.
+    settings = config.typed.get("reports") or report_settings(config)
     rotation = app.rotation()
     tz_name = config.get("team.timezone") or (rotation.tz_name if rotation is not None else "UTC")
     tz = timezone.utc if tz_name == "UTC" else ZoneInfo(tz_name)
