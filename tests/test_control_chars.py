@@ -92,7 +92,8 @@ def test_the_sandbox_keeps_the_hostile_title_verbatim(sandbox):
 def test_no_control_character_reaches_the_terminal_or_a_report(config, args):
     code, out, err = run(config, *args)
     assert code in (0, 1), err
-    assert "pwned" in out or "pwned" in err or args[0] == "metrics"  # the hostile text was shown ...
+    if args[0] != "metrics":  # metrics lists no task titles from these columns
+        assert "pwned" in out + err  # the hostile text was shown ...
     assert forbidden(out) == [] and forbidden(err) == []  # ... without its control characters
     if args[-1] == "json":
         assert forbidden(json.dumps(json.loads(out), ensure_ascii=False)) == []  # decoded, too
