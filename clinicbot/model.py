@@ -152,6 +152,26 @@ class Shape:
 
 
 @dataclass(frozen=True)
+class Person:
+    """Someone clinicbot names or pings: Phabricator username, display name, email, chat handle.
+
+    The one type for people: a rotation member (``rotation.Member``), a person in a report, and (with
+    a PHID) a recipient of a delivery (``delivery.outbox.Recipient``)."""
+
+    username: str
+    name: str = ""
+    email: str = ""
+    chat: str = ""
+
+    @property
+    def display(self) -> str:
+        return f"{self.name} ({self.username})" if self.name else self.username
+
+    def to_dict(self) -> dict[str, str]:
+        return {"username": self.username, "name": self.name or self.username, "email": self.email, "chat": self.chat}
+
+
+@dataclass(frozen=True)
 class User:
     phid: str
     username: str

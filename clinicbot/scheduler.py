@@ -1,17 +1,7 @@
 """`clinicbot serve`: one long-lived process that runs the bot's jobs on a schedule (APScheduler 3).
 
-The schedule comes from the config's ``schedule:`` section, in the team's timezone::
-
-    schedule:
-      timezone: Europe/Berlin          # default: team.timezone, else the rotation's, else UTC
-      misfire_grace_seconds: 21600     # a job late by more than this is skipped, not run late
-      lock_wait_seconds: 300           # how long a job waits for another run's state lock
-      jobs:
-        checks: "0 9-16 * * mon-fri"   # a crontab line (5 fields; weekday 0 or 7 = Sunday, as in cron)
-        digest: {cron: "0 9 * * mon-fri", misfire_grace_seconds: 7200}
-        sync: {minute: "*/15"}         # or APScheduler CronTrigger fields (second, minute, hour, ...)
-        metrics: false                 # disabled
-      sync: {overlap_seconds: 600, reconcile_hours: 24, concurrency: 4}
+The schedule comes from the config's ``schedule:`` section, in the team's timezone; its format and
+the job table are in :mod:`clinicbot.jobs.schedule`.
 
 Why these APScheduler settings:
 
@@ -58,7 +48,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK, ClinicbotError, error_exit
-from clinicbot.jobs.schedule import JOBS, Schedule, parse_schedule
+from clinicbot.jobs.schedule import JOBS, Schedule, schedule_of
 from clinicbot.state.cache import CacheStore, cache_path
 
 log = logging.getLogger(__name__)
@@ -338,7 +328,7 @@ def serve(app: Any, *, apply: bool, run_now: list[str] | None = None, hold: Call
           stop: threading.Event | None = None, install_signals: bool = True) -> int:
     """Run the scheduler until SIGTERM/SIGINT (or ``stop``); returns the exit code (0)."""
     config = app.config()
-    schedule = parse_schedule(config)
+    schedule = schedule_of(config)
     # APScheduler logs every submission at INFO, repeating our one line per job; keep its
     # warnings (missed runs, skipped overlapping runs) and errors.
     aps = logging.getLogger("apscheduler")

@@ -52,14 +52,14 @@ def test_delivery_neither_imports_click_nor_branches_on_the_target_kind():
 
 @pytest.fixture
 def pager_target():
-    """A new kind of target, declared in one class: a pager channel that gets the Markdown template."""
+    """A new kind of target, declared in one class: a pager channel with a template format of its own."""
 
     @register_target
     class PagerTarget(TargetKind):
         kind, syntax = "pager", "pager"
 
         def plan(self, run: Run, target: Target) -> None:
-            run.messages.append((target, run.outbox.chat(run.render("md"), run.key(target))))
+            run.messages.append((target, run.outbox.chat(run.render("pager"), run.key(target))))
 
     yield PagerTarget
     del TARGET_KINDS["pager"]
@@ -68,7 +68,7 @@ def pager_target():
 def test_a_new_target_is_one_class_and_a_template(pager_target, tmp_path):
     templates = tmp_path / "templates"
     (templates / "reports").mkdir(parents=True)
-    (templates / "reports" / "digest.md.j2").write_text("PAGE {{ r.team }}: {{ r.kind }} for {{ r.date }}\n")
+    (templates / "reports" / "digest.pager.j2").write_text("PAGE {{ r.team }}: {{ r.kind }} for {{ r.date }}\n")
     data = build_digest(board_snapshot(), team="Core", findings=[])
     chat = FakeChat()
     with Ledger.open(tmp_path / "state") as ledger:

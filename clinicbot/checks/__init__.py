@@ -20,6 +20,7 @@ too long" check is a :class:`ColumnDwellCheck` declaration (see ``checks/dwell.p
 from clinicbot.checks.base import SEVERITIES, Check, CheckContext, CheckFunction, Finding
 from clinicbot.checks.dwell import ColumnDwellCheck
 from clinicbot.checks.hours import BusinessHours
+from clinicbot.checks import registry as _registry
 from clinicbot.checks.registry import (
     BUILTIN_CHECK_CLASSES,
     BUILTIN_SLUGS,
@@ -27,8 +28,10 @@ from clinicbot.checks.registry import (
     CheckFailure,
     FunctionCheck,
     RunResult,
+    as_check,
     builtin_checks,
     context_factory,
+    import_object,
     load_checks,
     load_checks_and_settings,
     plugin_checks,
@@ -50,19 +53,8 @@ __all__ = [
     "CheckFunction",
     "Finding",
     "SEVERITIES",
-    # registry and running
-    "ENTRY_POINT_GROUP",
-    "BUILTIN_CHECK_CLASSES",
-    "BUILTIN_SLUGS",
-    "builtin_checks",
-    "plugin_checks",
-    "load_checks",
-    "load_checks_and_settings",
-    "context_factory",
-    "run_checks",
-    "RunResult",
-    "CheckFailure",
-    "FunctionCheck",
+    # registry and running: everything checks/registry.py exports
+    *_registry.__all__,
     # settings and time
     "CheckSettings",
     "TeamSettings",

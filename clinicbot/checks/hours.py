@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -163,20 +163,21 @@ def in_days(ctx: Any, delta: timedelta) -> float:
 # -- validators for settings that are times (used by settings.py through a check's `validators`) --
 
 
-def validate_hhmm(value: Any) -> str | None:
+def _parse_error(parse: Callable[[Any], Any], value: Any) -> str | None:
+    """What ``parse`` says is wrong with ``value`` (its ValueError's message), or None when it parses."""
     try:
-        parse_hhmm(value)
+        parse(value)
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def validate_hhmm(value: Any) -> str | None:
+    return _parse_error(parse_hhmm, value)
 
 
 def validate_weekday(value: Any) -> str | None:
-    try:
-        parse_weekday(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
+    return _parse_error(parse_weekday, value)
 
 
 def validate_timezone(value: Any) -> str | None:

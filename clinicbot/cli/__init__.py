@@ -10,7 +10,6 @@ import importlib
 import json
 import logging
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, MutableMapping
 
@@ -160,15 +159,9 @@ def cli(ctx: click.Context, config_path: Path | None, now: str | None, log_level
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=_json_default))
+    from clinicbot.model import json_default  # not at start-up: `import clinicbot.cli` stays light
 
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=json_default))
 
 
 # --------------------------------------------------------------------------------------------

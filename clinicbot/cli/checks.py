@@ -18,6 +18,7 @@ import click
 from clinicbot import escape
 from clinicbot.jobs.context import App, parse_now
 from clinicbot.errors import ConfigError, SafetyCapExceeded
+from clinicbot.model import json_default
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -36,14 +37,6 @@ def parse_task(value: str | None) -> int | None:
     if not text.isdigit():
         raise ConfigError(None, "--task", f"{value!r} is not a task like T123")
     return int(text)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
 
 
 @click.command("check")
@@ -83,7 +76,7 @@ def check(app: App, apply_: bool, dry_run: bool, only: str | None, task: str | N
         click.echo(escape.one_line(f"clinicbot: check {getattr(failure, 'slug', '?')} failed: "
                                    f"{getattr(failure, 'error', failure)}"), err=True)
     if fmt == "json":
-        click.echo(json.dumps(escape.scrub(result.to_json()), indent=2, default=_json_default))
+        click.echo(json.dumps(escape.scrub(result.to_json()), indent=2, default=json_default))
     else:
         render_result(app, result)
     if result.cap_error is not None:
@@ -302,7 +295,7 @@ def ledger(app: App, limit: int, snooze: str | None, until: str | None, reason: 
             "snoozes": [{"target": s.target, "until": s.until, "reason": s.reason} for s in snoozes],
             "pending_intents": pending,
         }
-        click.echo(json.dumps(escape.scrub(data), indent=2, default=_json_default))
+        click.echo(json.dumps(escape.scrub(data), indent=2, default=json_default))
         return
     if writing and not records:
         return

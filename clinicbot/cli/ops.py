@@ -135,12 +135,12 @@ def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...]
     1 when a job ran partly (a check crashed, a delivery failed), and the job's own code (2, 3, 4)
     when it could not run.
     """
-    from clinicbot.jobs.schedule import JOBS, crontab, parse_schedule
+    from clinicbot.jobs.schedule import JOBS, crontab, schedule_of
     from clinicbot.scheduler import JobRunner
     from clinicbot.scheduler import serve as run_scheduler
 
     config = app.config()
-    schedule = parse_schedule(config)  # config errors before anything starts
+    schedule = schedule_of(config)  # config errors before anything starts
     apply = apply or bool(config.get("apply"))
     if print_crontab:
         prefix = "clinicbot" + (f" --config {config.path.resolve()}" if config.path else "")

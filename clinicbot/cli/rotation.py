@@ -20,22 +20,8 @@ from clinicbot.jobs.context import App
 from clinicbot.config import SETTINGS_BY_NAME
 from clinicbot.delivery.targets import check_writable
 from clinicbot.errors import ConfigError
-from clinicbot.rotation import (
-    DEFAULT_HORIZON,
-    Change,
-    Gap,
-    Member,
-    Notice,
-    Rotation,
-    RotationWarning,
-    Shift,
-    changes_between,
-    coverage_gaps,
-    load_rotation,
-    notices,
-    shifts_between,
-    validate,
-)
+from clinicbot.rotation import DEFAULT_HORIZON, Change, Gap, Member, Notice, Rotation, RotationWarning, Shift
+from clinicbot.rotation import changes_between, coverage_gaps, load_rotation, notices, shifts_between, validate
 from clinicbot.rotation.export import calendar_bytes, wiki_section, write_atomic
 from clinicbot.delivery.wiki import PublishResult, publish_section
 

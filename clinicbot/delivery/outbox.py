@@ -42,6 +42,7 @@ from clinicbot.errors import (
 )
 from clinicbot import escape
 from clinicbot.escape import ZWSP
+from clinicbot.model import Person
 from clinicbot.state.ledger import Intent, Ledger
 from clinicbot.delivery.senders import (  # re-exported: callers import them from here too
     ChatSender,
@@ -124,13 +125,9 @@ def guard_chat(text: str, allowed: Iterable[str]) -> str:
 
 
 @dataclass(frozen=True)
-class Recipient:
-    """An engineer to ping: Phabricator username (and PHID once known), email, chat handle."""
+class Recipient(Person):
+    """An engineer to ping: a :class:`Person` and, once known, their Phabricator PHID."""
 
-    username: str
-    name: str = ""
-    email: str = ""
-    chat: str = ""
     phid: str | None = None
 
     @property

@@ -225,7 +225,7 @@ def output_path(directory: Path, data: Mapping[str, Any], fmt: str) -> Path:
     """``--output DIR``: the metrics page is DIR/index.html (serve the directory as is)."""
     if fmt == "html" and data["kind"] == "metrics":
         return directory / "index.html"
-    return directory / f"{data['kind']}-{period(data)}.{EXTENSIONS[fmt]}"
+    return directory / f"{data['kind']}-{period(data)}.{EXTENSIONS.get(fmt, fmt)}"
 
 
 # --------------------------------------------------------------------------------------------

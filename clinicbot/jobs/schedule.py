@@ -224,6 +224,12 @@ def default_jobs(config: Config, grace: int) -> dict[str, JobPlan]:
     return {name: JobPlan(name, f, grace) for name, f in plans.items()}
 
 
+def schedule_of(config: Config) -> Schedule:
+    """The config's schedule: the one :func:`load_config` validated (``Config.typed``), else parsed now."""
+    typed = config.typed.get("schedule")
+    return typed if isinstance(typed, Schedule) else parse_schedule(config)
+
+
 def parse_schedule(config: Config) -> Schedule:
     raw = config.section("schedule")
     known = {"timezone", "misfire_grace_seconds", "lock_wait_seconds", "jobs", "sync"}

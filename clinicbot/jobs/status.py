@@ -21,7 +21,7 @@ from rich.table import Table
 
 from clinicbot.config import Config
 from clinicbot.errors import StateError
-from clinicbot.jobs.schedule import JOBS, parse_schedule
+from clinicbot.jobs.schedule import JOBS, schedule_of
 from clinicbot.state.cache import CacheStore, cache_path
 from clinicbot.state.runs import alive
 
@@ -61,7 +61,7 @@ def _dt(epoch: float | int | None) -> datetime | None:
 
 
 def collect_status(config: Config, now: datetime) -> StatusReport:
-    schedule = parse_schedule(config)
+    schedule = schedule_of(config)
     tz = schedule.timezone
     runs: dict[str, dict[str, Any]] = {}
     cache: dict[str, Any] = {"path": str(cache_path(config)), "exists": cache_path(config).exists()}

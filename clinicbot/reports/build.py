@@ -10,29 +10,17 @@ people read. Times are ISO 8601 UTC strings, durations are hours (floats), task 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable, Mapping, Sequence
 
 from clinicbot.escape import one_line
 from clinicbot.phab.history import Event, Timeline
 from clinicbot.metrics import Metrics, hours_between, unbreak_since
-from clinicbot.model import Column, Snapshot, Task
+from clinicbot.model import Column, Person, Snapshot, Task
 
 DIGEST_LOOKBACK = timedelta(hours=24)  # "since the last digest" when no digest was delivered yet
 EXCERPT_CHARS = 200
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-@dataclass(frozen=True)
-class Person:
-    username: str
-    name: str = ""
-    email: str = ""
-    chat: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return {"username": self.username, "name": self.name or self.username, "email": self.email, "chat": self.chat}
 
 
 def _person(member: Any) -> dict[str, str] | None:

@@ -4,7 +4,8 @@ Formats: ``term`` (rich console markup), ``md``, ``remarkup``, ``html`` (a whole
 autoescaped) and ``json`` (the data itself, no template: it *is* the contract). Delivery
 adds two media of its own: ``chat`` (Slack-compatible) and ``text`` (plain email bodies).
 Template names are ``reports/<kind>.<format>.j2``; a deployment's ``templates_dir`` can
-replace any of them.
+replace any of them, and any other format that has a template there can be rendered (a new
+delivery target brings its own template format).
 
 The metrics page gets its charts here (``svg.py``) as ready ``Markup``: the SVG builder
 escapes every label, so the autoescaping template can embed them as they are.
@@ -13,6 +14,7 @@ escapes every label, so the autoescaping template can embed them as they are.
 from __future__ import annotations
 
 import json
+import re
 from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ from clinicbot.svg import Series, bar_chart, hbar_chart, line_chart
 
 FORMATS = ("term", "md", "remarkup", "html", "json")
 MEDIA = FORMATS + ("chat", "text")
+_FORMAT_NAME = re.compile(r"[a-z][a-z0-9_-]*")  # a format brought by its own template (a delivery target's)
 EXTENSIONS = {"term": "txt", "md": "md", "remarkup": "remarkup", "html": "html", "json": "json", "chat": "txt",
               "text": "txt"}
 
@@ -68,16 +71,18 @@ def _templates(templates_dir: str | Path | None, tz_name: str) -> Any:
 def render(data: Mapping[str, Any], fmt: str, *, templates_dir: str | Path | None = None,
            history_points: int = 60) -> str:
     """The report in one medium. ``data`` is what ``reports.build_*`` returned."""
-    if fmt not in MEDIA:
-        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(MEDIA)}")
     if fmt == "json":
         # The data as built, minus control characters and bidi overrides (task text is data).
         return json.dumps(escape.scrub(data), indent=2, ensure_ascii=False) + "\n"
     templates = _templates(templates_dir, str(data.get("timezone") or "UTC"))
+    name = f"reports/{data['kind']}.{fmt}.j2"
+    if fmt not in MEDIA and not (_FORMAT_NAME.fullmatch(fmt) and templates.exists(name)):
+        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(MEDIA)}, or a format with a template "
+                         f"reports/<kind>.<format>.j2")
     context: dict[str, Any] = {"r": data}
     if data["kind"] == "metrics" and fmt == "html":
         context["charts"] = metrics_charts(data, history_points=history_points)
-    return templates.render(f"reports/{data['kind']}.{fmt}.j2", **context)
+    return templates.render(name, **context)
 
 
 def task_url(data: Mapping[str, Any], monogram: str) -> str:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from clinicbot.model import Person
+
 UTC = timezone.utc
 DEFAULT_HORIZON = timedelta(weeks=8)
 _TICK = timedelta(microseconds=1)
@@ -16,16 +18,7 @@ _TICK = timedelta(microseconds=1)
 # The parsed file
 
 
-@dataclass(frozen=True)
-class Member:
-    username: str
-    name: str = ""
-    email: str = ""
-    chat: str = ""
-
-    @property
-    def display(self) -> str:
-        return f"{self.name} ({self.username})" if self.name else self.username
+Member = Person  # a rotation file's ``members:`` entry is a Person (clinicbot.model)
 
 
 @dataclass(frozen=True)
