@@ -33,10 +33,12 @@ import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping
 
 from tinydb import Query, TinyDB
 from tinydb.storages import MemoryStorage, Storage
+from tinydb.table import Document
 
 from clinicbot.errors import LockHeldError, StateError
 from clinicbot.model import iso, parse_iso
@@ -325,6 +327,8 @@ class Ledger:
         self.path = path
         self.readonly = readonly
         self.lock = lock
+        self._idx: _RecordIndex | None = None
+        self._delivered: tuple[dict[str, Any], set[str]] | None = None  # (tables it was built from, keys)
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -376,41 +380,95 @@ class Ledger:
         return self.db.table(name)
 
     # -- records -------------------------------------------------------------------------------
+    # The records table is read and written as the raw dict the storage holds, through an index
+    # built once per run (key -> open record, key -> last episode): TinyDB's search scans every
+    # record and its update/insert rebuild the whole table, so one call per finding made `check`
+    # grow with findings x ledger size. The index is rebuilt when the storage's dict changes
+    # (a failed write reverts it) and after clear_missing/prune.
+
+    def _tables(self) -> dict[str, dict[str, Any]]:
+        tables = self.db.storage.read()
+        if tables is None:
+            tables = {}
+            self.db.storage.write(tables)
+            tables = self.db.storage.read() or tables
+        return tables
+
+    def _raw_records(self) -> dict[str, dict[str, Any]]:
+        return self._tables().setdefault("records", {})
+
+    def _index(self) -> "_RecordIndex":
+        tables = self._tables()
+        idx = getattr(self, "_idx", None)
+        if idx is None or idx.tables is not tables:
+            idx = self._idx = _RecordIndex.build(tables, tables.setdefault("records", {}))
+        return idx
+
+    def _forget_index(self) -> None:
+        self._idx = None
+        self.db.table("records").clear_cache()
+
+    def _save(self) -> None:
+        """Hand the (mutated) raw tables to the storage: one write, or none inside a batch."""
+        tables = self._tables()
+        try:
+            self.db.storage.write(tables)
+        except BaseException:
+            self._forget_index()
+            raise
+        self.db.table("records").clear_cache()
+
+    @staticmethod
+    def _doc(doc_id: int, doc: Mapping[str, Any]) -> Record:
+        return Record.from_doc(Document(doc, doc_id=doc_id))
+
     def open_record(self, key: str) -> Record | None:
-        q = Query()
-        docs = self.table("records").search((q.key == key) & (q.cleared_at == None) & (q.is_deleted == False))  # noqa: E711
-        if not docs:
+        doc_id = self._index().open.get(key)
+        if doc_id is None:
             return None
-        return Record.from_doc(max(docs, key=lambda d: d.get("episode", 1)))
+        return self._doc(doc_id, self._raw_records()[str(doc_id)])
 
     def last_episode(self, key: str) -> int:
-        docs = self.table("records").search(Query().key == key)
-        return max((int(d.get("episode", 1)) for d in docs), default=0)
+        return self._index().last.get(key, 0)
 
     def start_episode(self, finding: Any, now: datetime, *, project_phids: Iterable[str] = ()) -> Record:
         """A new record for a finding whose key has no open record (first sighting or after clearing)."""
+        idx = self._index()
+        episode = idx.last.get(finding.key, 0) + 1
         doc = {
             "key": finding.key, "check_slug": finding.slug, "task_id": finding.task_id,
-            "task_phid": finding.task_phid, "episode": self.last_episode(finding.key) + 1,
+            "task_phid": finding.task_phid, "episode": episode,
             "created_at": iso(now), "last_seen_at": iso(now), "handled_at": None, "times_handled": 0,
             "outcomes": [], "escalations": [], "cleared_at": None, "is_deleted": False,
             "project_phids": sorted(project_phids), "summary": str(finding.summary)[:300],
             "severity": finding.severity,
         }
-        doc_id = self.table("records").insert(doc)
+        doc_id = idx.max_id + 1
+        self._raw_records()[str(doc_id)] = doc
+        idx.max_id = doc_id
+        idx.last[finding.key] = episode
+        idx.open[finding.key] = doc_id
+        self._save()
         return self.record(doc_id)
 
     def record(self, doc_id: int) -> Record:
-        doc = self.table("records").get(doc_id=doc_id)
+        doc = self._raw_records().get(str(doc_id))
         if doc is None:
             raise KeyError(doc_id)
-        return Record.from_doc(doc)
+        return self._doc(doc_id, doc)
+
+    def _update_record(self, doc_id: int, fields: Mapping[str, Any]) -> None:
+        doc = self._raw_records().get(str(doc_id))
+        if doc is None:
+            raise KeyError(doc_id)
+        doc.update(fields)
+        self._save()
 
     def seen(self, doc_id: int, now: datetime, finding: Any | None = None) -> None:
         fields: dict[str, Any] = {"last_seen_at": iso(now)}
         if finding is not None:
             fields.update(summary=str(finding.summary)[:300], severity=finding.severity)
-        self.table("records").update(fields, doc_ids=[doc_id])
+        self._update_record(doc_id, fields)
 
     def note_handled(self, doc_id: int, now: datetime, outcomes: Iterable[Outcome], *,
                      escalations: Iterable[int] = (), handled: bool = True) -> Record:
@@ -420,7 +478,7 @@ class Ledger:
         if handled:
             fields.update(handled_at=iso(now), times_handled=rec.times_handled + 1,
                           escalations=sorted(set(rec.escalations) | set(escalations)))
-        self.table("records").update(fields, doc_ids=[doc_id])
+        self._update_record(doc_id, fields)
         return self.record(doc_id)
 
     def clear_missing(self, present: set[str], now: datetime, *, slugs: Iterable[str] | None = None,
@@ -432,22 +490,27 @@ class Ledger:
         """
         wanted = set(slugs) if slugs is not None else None
         closed = []
-        for doc in self.table("records").search((Query().cleared_at == None) & (Query().is_deleted == False)):  # noqa: E711
+        raw = self._raw_records()
+        for sid, doc in raw.items():
+            if doc.get("cleared_at") is not None or doc.get("is_deleted"):
+                continue
             if doc["key"] in present:
                 continue
             if wanted is not None and doc["check_slug"] not in wanted:
                 continue
             if task_id is not None and doc.get("task_id") != task_id:
                 continue
-            closed.append(doc.doc_id)
+            closed.append(int(sid))
         if closed:
-            self.table("records").update({"cleared_at": iso(now), "is_deleted": True}, doc_ids=closed)
+            for doc_id in closed:
+                raw[str(doc_id)].update(cleared_at=iso(now), is_deleted=True)
+            self._forget_index()
+            self._save()
         return [self.record(i) for i in closed]
 
     def records(self, *, limit: int | None = None, key: str | None = None) -> list[Record]:
         """Most recently active first."""
-        docs = self.table("records").search(Query().key == key) if key else self.table("records").all()
-        recs = [Record.from_doc(d) for d in docs]
+        recs = [self._doc(int(sid), d) for sid, d in self._raw_records().items() if key is None or d.get("key") == key]
         recs.sort(key=lambda r: (r.last_seen_at or r.created_at, r.doc_id), reverse=True)
         return recs[:limit] if limit else recs
 
@@ -516,8 +579,15 @@ class Ledger:
         return [dict(d, id=d.doc_id) for d in (docs[:limit] if limit else docs)]
 
     # -- deliveries (idempotency keys) ---------------------------------------------------------
+    def _delivered_keys(self) -> set[str]:
+        """The idempotency keys, read once per run (a set, not a scan of the table per action)."""
+        tables = self._tables()
+        if self._delivered is None or self._delivered[0] is not tables:
+            self._delivered = (tables, {d.get("key") for d in (tables.get("delivered") or {}).values()})
+        return self._delivered[1]
+
     def already_delivered(self, key: str) -> bool:
-        return self.table("delivered").contains(Query().key == key)
+        return key in self._delivered_keys()
 
     def delivery(self, key: str) -> dict[str, Any] | None:
         doc = self.table("delivered").get(Query().key == key)
@@ -526,6 +596,7 @@ class Ledger:
     def mark_delivered(self, key: str, at: datetime, **detail: Any) -> None:
         if not self.already_delivered(key):
             self.table("delivered").insert({"key": key, "at": iso(at), **detail})
+            self._delivered_keys().add(key)
 
     # -- rotation notices ------------------------------------------------------------------------
     def notice_told(self, key: str) -> bool:
@@ -545,11 +616,40 @@ class Ledger:
             return dt is not None and dt.timestamp() < cutoff
 
         removed = 0
+        self._forget_index()
         removed += len(self.table("records").remove(lambda d: d.get("cleared_at") is not None and old(d["cleared_at"])))
         removed += len(self.table("intents").remove(lambda d: d.get("status") != "pending" and old(d["at"])))
         removed += len(self.table("delivered").remove(lambda d: old(d["at"])))
         removed += len(self.table("snoozes").remove(lambda d: old(d["until"])))
+        self._forget_index()
+        self._delivered = None
         return removed
+
+
+@dataclass
+class _RecordIndex:
+    """Built in one pass over the records: what ``open_record``/``last_episode`` need."""
+
+    tables: dict[str, dict[str, Any]]
+    open: dict[str, int]  # key -> doc id of its open record (the highest episode, as before)
+    last: dict[str, int]  # key -> highest episode ever recorded
+    max_id: int
+
+    @classmethod
+    def build(cls, tables: dict[str, dict[str, Any]], raw: Mapping[str, Mapping[str, Any]]) -> "_RecordIndex":
+        open_: dict[str, int] = {}
+        open_ep: dict[str, int] = {}
+        last: dict[str, int] = {}
+        max_id = 0
+        for sid, doc in raw.items():
+            doc_id = int(sid)
+            max_id = max(max_id, doc_id)
+            key, episode = doc.get("key"), int(doc.get("episode", 1))
+            if episode > last.get(key, 0):
+                last[key] = episode
+            if doc.get("cleared_at") is None and doc.get("is_deleted") is False and episode > open_ep.get(key, 0):
+                open_[key], open_ep[key] = doc_id, episode
+        return cls(tables, open_, last, max_id)
 
 
 def normalise_target(target: str) -> str:
