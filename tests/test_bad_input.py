@@ -318,3 +318,11 @@ def test_a_handled_key_of_an_existing_record_or_a_finding_shape_is_accepted(tmp_
 
 def _unused() -> datetime:  # keeps the import honest for type checkers
     return datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def test_a_directory_given_as_the_config_is_one_line(tmp_path: Path):
+    """click's own check printed three lines of usage; load_config names the directory instead."""
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path), "board"], obj=App(env={}))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.stderr
+    assert "is a directory" in lines[0] and "Traceback" not in result.stderr

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from clinicbot.errors import ConduitShapeError
+
 from clinicbot.errors import EXIT_CONFIG, RotationError
 from clinicbot.rotation import (
     RotationWarning,
@@ -403,9 +405,14 @@ def test_check_members_on_server_reports_missing_and_away(rec):
     assert any("grace is not a user" in p for p in problems)
     assert any("pete is not a user" in p for p in problems)
     assert any(p.startswith("warning: bob is away until") for p in problems)
-    # The recorded user.search answer (no availability attachment) parses too.
-    recorded = rec("user.search--usernames")["response"]["result"]["data"]
-    assert sum("is not a user" in p for p in check_members_on_server(rot, FakeUsers(recorded))) == 8
+    # The recorded answer to the same kind of call (availability attached) parses too: carol is found.
+    recorded = rec("user.search--phids-availability")["response"]["result"]["data"]
+    problems = check_members_on_server(rot, FakeUsers(recorded))
+    assert sum("is not a user" in p for p in problems) == 9 and not any("carol is" in p for p in problems)
+    # An answer without the attachment we asked for is a wrong shape, not "everyone is available".
+    bare = rec("user.search--usernames")["response"]["result"]["data"]
+    with pytest.raises(ConduitShapeError, match="attachments.availability"):
+        check_members_on_server(rot, FakeUsers(bare))
 
 
 def test_example_team_exists_in_the_sandbox():

@@ -129,7 +129,7 @@ class ClinicbotGroup(click.Group):
 
 
 @click.group(cls=ClinicbotGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="Configuration file (default: $CLINICBOT_CONFIG, else ./clinicbot.yaml).")
 @click.option("--now", "now", default=None, metavar="ISO8601",
               help="Reference time for every age, threshold and report (default: $CLINICBOT_NOW, else the current time).")

@@ -26,6 +26,8 @@ from clinicbot.delivery.targets import (
     write_file,
 )
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK
+from clinicbot.phab.boards import parse_project, parse_task, parse_user
+from clinicbot.phab.snapshot import whoami
 from clinicbot.jobs.context import App, load_snapshot
 from clinicbot.model import Snapshot
 
@@ -118,7 +120,8 @@ def _project_names(app: App, snapshot: Snapshot) -> dict[str, str]:
     names: dict[str, str] = {}
     for i in range(0, len(wanted), 100):
         for item in app.client().search("project.search", constraints={"phids": wanted[i:i + 100]}):
-            names[item["phid"]] = str((item.get("fields") or {}).get("name") or item["phid"])
+            project = parse_project(item)
+            names[project["phid"]] = str(project["fields"]["name"])
     return names
 
 
@@ -171,7 +174,8 @@ def deliverer(app: App, env: ReportEnv, ledger: Any, *, apply: bool) -> Delivere
         found = list(app.client().search("maniphest.search", constraints={"ids": [int(monogram[1:])]}))
         if not found:
             return None
-        return type("TaskRef", (), {"id": int(found[0]["id"]), "phid": found[0]["phid"]})()
+        task = parse_task(found[0], attachments=())
+        return type("TaskRef", (), {"id": task.id, "phid": task.phid})()
 
     def bot_phid() -> str | None:
         """The bot's PHID, as the check runner's snapshot finds it (bot_username, else the token's owner)."""
@@ -179,8 +183,8 @@ def deliverer(app: App, env: ReportEnv, ledger: Any, *, apply: bool) -> Delivere
         name = config.get("phabricator.bot_username")
         if name:
             for user in client.search("user.search", constraints={"usernames": [name]}):
-                return str(user["phid"])
-        return client.call("user.whoami").get("phid")
+                return parse_user(user).phid
+        return str(whoami(client)["phid"])
 
     def print_term(text: str) -> None:
         app.console.print(text, markup=True, highlight=False, emoji=False, end="", soft_wrap=True)

@@ -227,6 +227,9 @@ def _project(item: Any) -> dict[str, Any]:
     return dict(record)
 
 
+parse_project = _project  # the public name for callers outside phab/
+
+
 def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file: str) -> dict[str, dict[str, Any]]:
     """(key, identifier) pairs -> identifier -> project record. Identifiers: PHID, #hashtag or name."""
     found: dict[str, dict[str, Any]] = {}
@@ -247,8 +250,20 @@ def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file:
             entry = slug_map.get(slug)
             if isinstance(entry, dict) and entry.get("projectPHID") in by_phid:
                 found["#" + slug] = by_phid[entry["projectPHID"]]
+    names = list(dict.fromkeys(ident for _, ident in wanted if not ident.startswith(("PHID-PROJ-", "#"))))
+    if names:
+        # One call for every board named by its name (a cold sync used to spend one per board):
+        # a project's hashtag is its name normalised, and the server normalises the slugs it is
+        # given. Only an exact name match counts; a renamed project falls back to the name search.
+        for batch in _batches(names):
+            for item in client.search("project.search", constraints={"slugs": batch}):
+                project = _project(item)
+                name = str(project["fields"].get("name", "")).casefold()
+                for ident in batch:
+                    if ident.casefold() == name and ident not in found:
+                        found[ident] = project
     for key, ident in wanted:
-        if ident.startswith(("PHID-PROJ-", "#")):
+        if ident.startswith(("PHID-PROJ-", "#")) or ident in found:
             continue
         candidates = [_project(c) for c in client.search("project.search", constraints={"name": ident})]
         exact = [c for c in candidates if str(c["fields"].get("name", "")).casefold() == ident.casefold()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from clinicbot.phab.boards import parse_user
 from clinicbot.rotation.plan import _merged, _pieces, _sort
 from clinicbot.rotation.types import (
     _TICK,
@@ -163,8 +164,8 @@ def check_members_on_server(rot: Rotation, client: Any) -> list[str]:
     wanted = list(dict.fromkeys(p.username for p in people))
     found: dict[str, dict[str, Any]] = {}
     for user in client.search("user.search", constraints={"usernames": wanted}, attachments={"availability": True}):
-        fields = user.get("fields") or {}
-        found[str(fields.get("username", "")).lower()] = user
+        parse_user(user, availability=True)  # the shape we rely on, or one clear ConduitShapeError
+        found[str(user["fields"]["username"]).lower()] = user
     out = []
     for name in wanted:
         user = found.get(name.lower())
