@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, NoReturn, overload
+from typing import Any, Iterable, Mapping, NoReturn, Self, overload
 
 from clinicbot.errors import ConduitShapeError
 from clinicbot.timeline import Timeline
@@ -72,6 +72,19 @@ def json_default(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class Closing:
+    """A resource used in a ``with`` block: leaving it calls :meth:`close`."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Shape:

@@ -41,6 +41,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from clinicbot.model import Closing
 from clinicbot.errors import (
     TOKEN_RE,
     ConduitAnswerTooLarge,
@@ -320,7 +321,7 @@ class CallStats:
         return sum(self.attempts.values())
 
 
-class ConduitClient:
+class ConduitClient(Closing):
     """Speaks Conduit to one Phabricator/Phorge server.
 
     >>> client = ConduitClient("https://phab.example.org/", token)    # doctest: +SKIP
@@ -361,12 +362,6 @@ class ConduitClient:
 
     def close(self) -> None:
         self.transport.close()
-
-    def __enter__(self) -> "ConduitClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- the wire ----------------------------------------------------------------------------
     def call(self, method: str, **params: Any) -> Any:

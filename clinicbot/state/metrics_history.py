@@ -26,6 +26,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
 from clinicbot.errors import StateError
+from clinicbot.model import Closing
 from clinicbot.state.fileio import atomic_write, private_dir, state_error
 
 FILENAME = "metrics.json"
@@ -69,19 +70,13 @@ class AtomicJSONStorage(Storage):
         pass
 
 
-class MetricsStore:
+class MetricsStore(Closing):
     def __init__(self, state_dir: str | os.PathLike[str]):
         self.path = Path(state_dir) / FILENAME
         self.db = TinyDB(self.path, storage=AtomicJSONStorage)
 
     def close(self) -> None:
         self.db.close()
-
-    def __enter__(self) -> "MetricsStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- metrics history ---------------------------------------------------------------------
     def record(self, summary: dict[str, Any]) -> None:
