@@ -245,7 +245,7 @@ def sync(
     progress = progress or _NoProgress()
     calls_before = dict(client.stats.calls)
     attempts_before = client.stats.total
-    from clinicbot.state.ledger import StateLock
+    from clinicbot.state.lock import StateLock
 
     # One writer per state directory. Re-entrant in this thread: `serve`'s job thread and the
     # `sync` command already hold it; anyone else (another process) is refused with its PID.

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def state_lock(app: App) -> Any:
-    """The one lock per state directory (ledger.StateLock, shared with the ledger)."""
-    from clinicbot.state.ledger import StateLock
+    """The one lock per state directory (state.lock.StateLock, shared with the ledger)."""
+    from clinicbot.state.lock import StateLock
 
     return StateLock(app.config().state_dir)
 

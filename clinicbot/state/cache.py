@@ -321,7 +321,7 @@ class CacheStore(RunHistory):
             self.conn = self._connect(f"file:{self.path}?mode=ro", uri=True)
             return
         from clinicbot.state.fileio import create_private_file, private_dir
-        from clinicbot.state.ledger import StateLock
+        from clinicbot.state.lock import StateLock
 
         # Under the state lock the directory exists (the lock made it): if it is gone now, it was
         # removed mid-run, and recreating it empty would quietly start a new state.
@@ -383,7 +383,7 @@ class CacheStore(RunHistory):
     def check_present(self) -> None:
         """Raise a StateError if the cache file was removed under a run holding the state lock
         (SQLite keeps writing to the unlinked file without a word)."""
-        from clinicbot.state.ledger import StateLock
+        from clinicbot.state.lock import StateLock
 
         if self.path.exists() or not StateLock.held(self.path.parent):
             return

@@ -58,7 +58,7 @@ class AtomicJSONStorage(Storage):
         return data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        from clinicbot.state.ledger import StateLock
+        from clinicbot.state.lock import StateLock
 
         # Never recreate a state directory removed mid-run (the lock's holder made it).
         private_dir(self.path.parent, create=not StateLock.held(self.path.parent))
