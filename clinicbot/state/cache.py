@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 
 from clinicbot.config import Config
 from clinicbot.errors import StateError
-from clinicbot.model import Board, Column, Priority, Status
+from clinicbot.model import Board, Closing, Column, Priority, Status
 from clinicbot.state.runs import RUNS_DDL, RunHistory
 
 log = logging.getLogger(__name__)
@@ -241,47 +241,32 @@ def _disk_full(directory: Path) -> bool:
     return st.f_bavail * st.f_frsize < 64 * 1024
 
 
+def _guarded(name: str) -> Any:
+    """``sqlite3.Cursor.<name>`` with SQLite errors turned into StateErrors naming the cache file."""
+    base = getattr(sqlite3.Cursor, name)
+
+    def method(self: "_Cursor", *args: Any) -> Any:
+        try:
+            return base(self, *args)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    method.__name__ = name
+    return method
+
+
 class _Cursor(sqlite3.Cursor):
     """A cursor whose SQLite errors are StateErrors naming the cache file (see cache_error)."""
 
     def _fail(self, exc: sqlite3.Error) -> StateError:
         return cache_error(exc, self.connection.path)  # type: ignore[attr-defined]
 
-    def execute(self, *args: Any) -> "_Cursor":
-        try:
-            return super().execute(*args)
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def executemany(self, *args: Any) -> "_Cursor":
-        try:
-            return super().executemany(*args)
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def executescript(self, *args: Any) -> "_Cursor":
-        try:
-            return super().executescript(*args)
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def fetchone(self) -> Any:
-        try:
-            return super().fetchone()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def fetchall(self) -> list[Any]:
-        try:
-            return super().fetchall()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-
-    def __next__(self) -> Any:
-        try:
-            return super().__next__()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
+    execute = _guarded("execute")
+    executemany = _guarded("executemany")
+    executescript = _guarded("executescript")
+    fetchone = _guarded("fetchone")
+    fetchall = _guarded("fetchall")
+    __next__ = _guarded("__next__")
 
 
 class _Connection(sqlite3.Connection):
@@ -301,7 +286,7 @@ class _Connection(sqlite3.Connection):
         return self.cursor().executescript(*args)
 
 
-class CacheStore(RunHistory):
+class CacheStore(RunHistory, Closing):
     """The cache database. One connection per instance; open it where you use it.
 
     Every SQLite failure is a :class:`StateError` naming the file (a full disk, a read-only or
@@ -433,12 +418,6 @@ class CacheStore(RunHistory):
 
     def close(self) -> None:
         self.conn.close()
-
-    def __enter__(self) -> "CacheStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
