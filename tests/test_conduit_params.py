@@ -18,7 +18,7 @@ from rich.console import Console
 from clinicbot.jobs.context import App
 from clinicbot.phab.boards import fetch_priorities, fetch_statuses
 from clinicbot.cli import cli
-from clinicbot.phab.conduit import ConduitClient, HTTPAnswer
+from clinicbot.phab.conduit import ConduitClient
 from clinicbot.jobs.demo import write_sandbox_config
 from clinicbot.errors import EXIT_CONDUIT, ConduitAPIError
 from clinicbot.sandbox import Sandbox, generate_scenario
@@ -26,6 +26,7 @@ from clinicbot.sandbox import methods as sandbox_methods
 from clinicbot.sandbox import params as sandbox_params
 from conduit_matchers import decoded_params
 from conftest import SECOND_RECORDINGS, TEST_TOKEN, recorded_result, recording
+from test_recordings_client import OneAnswer
 
 URL = "https://phab.example.org/"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
@@ -185,15 +186,6 @@ def test_sandbox_parameter_lists_are_the_recorded_ones():
 # -- the error message ----------------------------------------------------------------------------
 
 
-class OneAnswer:
-    def __init__(self, body: str):
-        self.body = body
-
-    def post(self, url, data, timeout):
-        return HTTPAnswer(200, self.body)
-
-    def close(self):
-        pass
 
 
 def error_from(name: str) -> ConduitAPIError:
