@@ -217,7 +217,7 @@ def fetch_users(client: ConduitClient, *, phids: Iterable[str] = (), usernames: 
     return users
 
 
-def _project(item: Any) -> dict[str, Any]:
+def parse_project(item: Any) -> dict[str, Any]:
     """One ``project.search`` item: a PHID and ``fields`` with a string name are relied on."""
     shape, record = _record("project.search", item, "project")
     shape.phid(record.get("phid"), "phid")
@@ -227,8 +227,6 @@ def _project(item: Any) -> dict[str, Any]:
     return dict(record)
 
 
-parse_project = _project  # the public name for callers outside phab/
-
 
 def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file: str) -> dict[str, dict[str, Any]]:
     """(key, identifier) pairs -> identifier -> project record. Identifiers: PHID, #hashtag or name."""
@@ -237,13 +235,13 @@ def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file:
     slugs = [ident.lstrip("#") for _, ident in wanted if ident.startswith("#")]
     if phids:
         for item in client.search("project.search", constraints={"phids": phids}):
-            project = _project(item)
+            project = parse_project(item)
             found[project["phid"]] = project
     if slugs:
         result = client.call("project.search", constraints={"slugs": slugs}, limit=PAGE_LIMIT)
         shape = Shape("project.search", "result")
         answer = shape.mapping(result, "result")
-        by_phid = {p["phid"]: p for p in map(_project, shape.items(answer.get("data"), "data"))}
+        by_phid = {p["phid"]: p for p in map(parse_project, shape.items(answer.get("data"), "data"))}
         maps = shape.mapping(answer.get("maps") or {}, "maps", empty_list=True)
         slug_map = shape.mapping(maps.get("slugMap") or {}, "maps.slugMap", empty_list=True)
         for slug in slugs:
@@ -257,7 +255,7 @@ def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file:
         # given. Only an exact name match counts; a renamed project falls back to the name search.
         for batch in _batches(names):
             for item in client.search("project.search", constraints={"slugs": batch}):
-                project = _project(item)
+                project = parse_project(item)
                 name = str(project["fields"].get("name", "")).casefold()
                 for ident in batch:
                     if ident.casefold() == name and ident not in found:
@@ -265,7 +263,7 @@ def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file:
     for key, ident in wanted:
         if ident.startswith(("PHID-PROJ-", "#")) or ident in found:
             continue
-        candidates = [_project(c) for c in client.search("project.search", constraints={"name": ident})]
+        candidates = [parse_project(c) for c in client.search("project.search", constraints={"name": ident})]
         exact = [c for c in candidates if str(c["fields"].get("name", "")).casefold() == ident.casefold()]
         if exact:
             found[ident] = exact[0]
