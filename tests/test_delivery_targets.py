@@ -18,7 +18,7 @@ from clinicbot.delivery.targets import (
     register_target,
 )
 from clinicbot.errors import ConfigError
-from clinicbot.reports.build import build_digest
+from clinicbot.reports.digest import build_digest
 from clinicbot.state.ledger import Ledger
 from tests.test_actions import FakeChat
 from tests.test_reports import board_snapshot

@@ -18,7 +18,7 @@ import pytest
 
 from clinicbot.metrics import compute_metrics
 from clinicbot.reports.render import render
-from clinicbot.reports.build import build_metrics_report
+from clinicbot.reports.metrics_page import build_metrics_report
 from tests.test_metrics import ALICE, BOB, D, H, NOW, ev, snapshot, task
 
 CHROMIUM = "/usr/bin/chromium"

@@ -17,7 +17,8 @@ from clinicbot.delivery.outbox import Recipient
 from clinicbot.jobs import sections  # noqa: F401  (registers the section validators)
 from clinicbot.jobs.schedule import Schedule, parse_schedule, schedule_of
 from clinicbot.jobs.status import collect_status
-from clinicbot.reports.build import _person, build_digest
+from clinicbot.reports.common import person
+from clinicbot.reports.digest import build_digest
 from clinicbot.reports.render import render
 from clinicbot.rotation import Member
 from tests.test_reports import board_snapshot
@@ -40,11 +41,11 @@ def test_cli_json_output_writes_times_the_one_way(capsys):
 def test_people_are_one_type():
     alice = Member("alice", "Alice Adams", "alice@example.org", "<@U0ALICE>")
     assert isinstance(alice, model.Person) and alice.display == "Alice Adams (alice)"
-    assert _person(alice) == alice.to_dict() == {"username": "alice", "name": "Alice Adams",
+    assert person(alice) == alice.to_dict() == {"username": "alice", "name": "Alice Adams",
                                                  "email": "alice@example.org", "chat": "<@U0ALICE>"}
     rec = Recipient("alice", "Alice Adams", "alice@example.org", "", "PHID-USER-alice")
     assert isinstance(rec, model.Person) and rec.phid == "PHID-USER-alice" and rec.chat_handle == "alice"
-    assert _person(model.Person("bob")) == {"username": "bob", "name": "bob", "email": "", "chat": ""}
+    assert person(model.Person("bob")) == {"username": "bob", "name": "bob", "email": "", "chat": ""}
 
 
 def test_the_schedule_validated_at_load_is_the_one_used(tmp_path, monkeypatch):

@@ -19,7 +19,9 @@ from clinicbot.checks import BUILTIN_SLUGS
 from clinicbot.metrics import compute_metrics
 from clinicbot.checks.base import Finding
 from clinicbot.reports.render import render
-from clinicbot.reports.build import build_agenda, build_digest, build_metrics_report
+from clinicbot.reports.agenda import build_agenda
+from clinicbot.reports.digest import build_digest
+from clinicbot.reports.metrics_page import build_metrics_report
 from clinicbot.reports.templating import Templates
 from tests.remarkup_scan import problems
 from tests.test_metrics import NOW

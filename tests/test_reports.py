@@ -18,7 +18,9 @@ from clinicbot.state.metrics_history import MetricsStore
 from clinicbot.model import Board, Column
 from clinicbot.delivery.targets import Target, delivery_key, parse_target, report_settings, wiki_slug
 from clinicbot.reports.render import MEDIA, format_hours, render
-from clinicbot.reports.build import agenda_task_ids, build_agenda, build_digest, build_metrics_report, next_meeting
+from clinicbot.reports.agenda import agenda_task_ids, build_agenda, next_meeting
+from clinicbot.reports.digest import build_digest
+from clinicbot.reports.metrics_page import build_metrics_report
 from tests.test_metrics import ALICE, BOB, BOT, D, DOING, H, INBOX, NOW, OUTSIDER, REVIEW, REVIEW_BOARD, TEAM, ev, snapshot, task
 
 EVIL = "@alice {F1} <script>alert(1)</script> <!channel> **bold**"

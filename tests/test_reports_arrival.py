@@ -16,7 +16,8 @@ import pytest
 
 from clinicbot.phab.history import Event, Timeline
 from clinicbot.model import Board
-from clinicbot.reports.build import arrival, build_agenda, build_digest
+from clinicbot.reports.digest import arrival, build_digest
+from clinicbot.reports.agenda import build_agenda
 from tests.test_metrics import ALICE, BOB, D, DOING, H, INBOX, NOW, OUTSIDER, TEAM, snapshot, task
 from tests.test_reports import TMI
 

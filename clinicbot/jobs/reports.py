@@ -2,7 +2,7 @@
 
 What ``clinicbot digest|agenda|metrics``, ``clinicbot serve`` and ``clinicbot demo`` all call: this
 module reads the config, the rotation and the state directory, fetches the snapshot, and hands
-plain data to the pure builders in ``reports/build.py`` / ``metrics.py``; rendering is
+plain data to the pure builders in ``reports/digest.py``, ``agenda.py``, ``metrics_page.py`` / ``metrics.py``; rendering is
 ``reports/render.py``, delivery ``delivery/targets.py``.
 """
 
@@ -72,7 +72,7 @@ def open_ledger(env: ReportEnv, *, apply: bool) -> Any:
 
 
 def digest_data(app: App, env: ReportEnv, ledger: Any | None, *, since: datetime | None = None) -> dict[str, Any]:
-    from clinicbot.reports.build import build_digest
+    from clinicbot.reports.digest import build_digest
 
     snapshot = load_snapshot(app, open_only=True)
     now = snapshot.now
@@ -92,7 +92,7 @@ def digest_data(app: App, env: ReportEnv, ledger: Any | None, *, since: datetime
 
 
 def agenda_data(app: App, env: ReportEnv, *, meeting: date | None = None) -> dict[str, Any]:
-    from clinicbot.reports.build import agenda_task_ids, build_agenda, next_meeting
+    from clinicbot.reports.agenda import agenda_task_ids, build_agenda, next_meeting
 
     config = app.config()
     snapshot = load_snapshot(app, open_only=True)
@@ -127,7 +127,7 @@ def _project_names(app: App, snapshot: Snapshot) -> dict[str, str]:
 
 def metrics_data(app: App, env: ReportEnv, *, window_days: int | None = None, record: bool = True) -> dict[str, Any]:
     from clinicbot.metrics import compute_metrics
-    from clinicbot.reports.build import build_metrics_report
+    from clinicbot.reports.metrics_page import build_metrics_report
 
     snapshot = load_snapshot(app, open_only=False)
     on_duty = None
