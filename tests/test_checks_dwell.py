@@ -16,14 +16,10 @@ from clinicbot.errors import ConfigError
 NOW = at("2024-05-08 12:00")
 
 
-class DiscussingStaleCheck(ColumnDwellCheck):
-    slug = "discussing-stale"
-    description = "A task in a discussing column has waited `days` for the team's first answer."
-    roles = ("discussing",)
-    threshold = 14
-    severity = "warning"
-    unanswered = True
-    summary = "{task} {title} has waited {about}{age} in {where} without an answer from the team"
+class DiscussingStaleCheck(ColumnDwellCheck, slug="discussing-stale", roles=("discussing",), threshold=14,
+                           severity="warning", unanswered=True,
+                           summary="{task} {title} has waited {about}{age} in {where} without an answer from the team"):
+    """A task in a discussing column has waited `days` for the team's first answer."""
 
 
 DISCUSSING = DiscussingStaleCheck()
@@ -172,3 +168,27 @@ def test_a_mistaken_declaration_fails_when_the_class_is_defined(attrs, attr):
 def test_the_column_checks_of_the_builtins_are_dwell_declarations():
     dwell = {c.slug for c in builtin_checks() if isinstance(c, ColumnDwellCheck)}
     assert dwell == {"untriaged", "review-needed", "waiting-for-review"}
+
+
+def test_a_declaration_in_the_class_statement_takes_its_docstring_as_description_and_a_fitting_summary():
+    class Waiting(ColumnDwellCheck, slug="discussing-wait", roles=("discussing",), unanswered=True):
+        """A task in a discussing column has waited   `days`
+        for an answer."""
+
+    class Sitting(ColumnDwellCheck, slug="discussing-sit", roles=("discussing",)):
+        """A task has sat in a discussing column for `days`."""
+
+    assert Waiting.description == "A task in a discussing column has waited `days` for an answer."
+    assert Waiting.summary.endswith("without a response from the team")
+    assert Sitting.summary == ColumnDwellCheck.summary and Sitting.defaults == {"days": 7}
+    sb = SnapshotBuilder(NOW)
+    _discussing(sb, 1, NOW - days(9))
+    assert run_check(Waiting(), sb.build())[0].summary.endswith("without a response from the team")
+
+
+def test_an_unknown_declaration_keyword_or_a_missing_description_fails_at_definition():
+    with pytest.raises(TypeError, match="unknown declaration treshold"):
+        type("Typo", (ColumnDwellCheck,), {}, slug="t", roles=("inbox",), treshold=3)
+    with pytest.raises(TypeError, match="description must say"):
+        class NoDoc(ColumnDwellCheck, slug="no-doc", roles=("inbox",)):
+            pass

@@ -1,16 +1,18 @@
 """Column dwell: "a task has sat in a column of role X for N hours/days" as a declaration.
 
-A dwell check is a subclass of :class:`ColumnDwellCheck` that only sets class attributes::
+A dwell check is a subclass of :class:`ColumnDwellCheck` declared in its class statement; its
+docstring is its description::
 
-    class DiscussingStaleCheck(ColumnDwellCheck):
-        slug = "discussing-stale"
-        description = "A task in a discussing column has waited `days` for the team's first answer."
-        roles = ("discussing",)
-        unit = "days"          # the threshold's key and unit: "days" or "hours"
-        threshold = 14         # its default (the config may override: checks.discussing-stale.days)
-        severity = "warning"
-        unanswered = True      # only while no team member has answered since the task entered
-        summary = "{task} {title} has waited {about}{age} in {where} without an answer from the team"
+    class DiscussingStaleCheck(ColumnDwellCheck, slug="discussing-stale", roles=("discussing",),
+                               threshold=14, severity="warning", unanswered=True):
+        '''A task in a discussing column has waited `days` for the team's first answer.'''
+
+The keywords (each may also be a class attribute; ``description`` too, instead of the docstring):
+``slug``; ``roles``, the column roles it watches; ``unit``, the threshold's key and unit (``"days"``,
+the default, or ``"hours"``); ``threshold``, its default (the config may override it:
+``checks.<slug>.days``; default 7); ``severity`` (default ``"info"``); ``unanswered``, only while no
+team member has answered since the task entered (default false); ``summary``, the one-line pattern
+(a default fits each of ``unanswered`` true and false).
 
 Everything else is shared and behaves like every other column check (docs/checks.md):
 
@@ -58,6 +60,7 @@ from clinicbot.model import COLUMN_ROLES, Column, Snapshot, Task
 
 UNITS = ("hours", "days")
 SUMMARY_FIELDS = ("task", "title", "where", "age", "about")
+UNANSWERED_SUMMARY = "{task} {title} has waited {about}{age} in {where} without a response from the team"
 
 
 class ColumnDwellCheck:
@@ -73,8 +76,19 @@ class ColumnDwellCheck:
     summary: ClassVar[str] = "{task} {title} has been in {where} for {about}{age}"
     defaults: ClassVar[Mapping[str, Any]] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
+    def __init_subclass__(cls, **declared: Any) -> None:
+        fields = ("slug", "description", "roles", "unit", "threshold", "severity", "unanswered", "summary")
+        unknown = sorted(set(declared) - set(fields))
+        if unknown:
+            raise TypeError(f"column dwell check {cls.__name__}: unknown declaration {', '.join(unknown)} "
+                            f"(known: {', '.join(fields)})")
+        super().__init_subclass__()
+        for name, value in declared.items():
+            setattr(cls, name, value)
+        if "description" not in cls.__dict__ and cls.__dict__.get("__doc__"):
+            cls.description = " ".join(cls.__doc__.split())
+        if cls.unanswered and cls.summary == ColumnDwellCheck.summary:
+            cls.summary = UNANSWERED_SUMMARY
         _validate(cls)
         cls.defaults = {cls.unit: cls.threshold}
 
@@ -154,4 +168,4 @@ def _validate(cls: type[ColumnDwellCheck]) -> None:
         raise bad("summary", f"must be a format pattern using only {{{'}, {'.join(SUMMARY_FIELDS)}}}: {exc!r}") from None
 
 
-__all__ = ["ColumnDwellCheck", "SUMMARY_FIELDS", "UNITS"]
+__all__ = ["ColumnDwellCheck", "SUMMARY_FIELDS", "UNANSWERED_SUMMARY", "UNITS"]

@@ -11,23 +11,13 @@ from __future__ import annotations
 from clinicbot.checks.dwell import ColumnDwellCheck
 
 
-class ReviewNeededCheck(ColumnDwellCheck):
-    slug = "review-needed"
-    description = "A task in a review-needed column has waited `days` for the team's first response."
-    roles = ("review_needed",)
-    threshold = 7
-    severity = "warning"
-    unanswered = True
-    summary = "{task} {title} has waited {about}{age} in {where} without a response from the team"
+class ReviewNeededCheck(ColumnDwellCheck, slug="review-needed", roles=("review_needed",), severity="warning",
+                        unanswered=True):
+    """A task in a review-needed column has waited `days` for the team's first response."""
 
 
-class WaitingForReviewCheck(ColumnDwellCheck):
-    slug = "waiting-for-review"
-    description = "A task has been in a waiting-for-review column for `days`."
-    roles = ("waiting_for_review",)
-    threshold = 7
-    severity = "info"
-    summary = "{task} {title} has been in {where} for {about}{age}"
+class WaitingForReviewCheck(ColumnDwellCheck, slug="waiting-for-review", roles=("waiting_for_review",)):
+    """A task has been in a waiting-for-review column for `days`."""
 
 
 __all__ = ["ReviewNeededCheck", "WaitingForReviewCheck"]

@@ -38,14 +38,9 @@ from clinicbot.checks.hours import (
 )
 
 
-class UntriagedCheck(ColumnDwellCheck):
-    slug = "untriaged"
-    description = "An open task has waited in an inbox column longer than `hours` without being triaged."
-    roles = ("inbox",)
-    unit = "hours"
-    threshold = 48
-    severity = "warning"
-    summary = "{task} {title} has waited {about}{age} in {where} without triage"
+class UntriagedCheck(ColumnDwellCheck, slug="untriaged", roles=("inbox",), unit="hours", threshold=48,
+                     severity="warning", summary="{task} {title} has waited {about}{age} in {where} without triage"):
+    """An open task has waited in an inbox column longer than `hours` without being triaged."""
 
 
 def latest_meeting(now: datetime, weekday: int, start: time, tz: Any, grace: timedelta) -> datetime:
