@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterable, Mapping
 from clinicbot.checks.hours import BusinessHours
 from clinicbot.errors import ConfigError
 
-HANDLERS = ("comment", "subscribe", "chat", "email", "console")
+# move, untag and todo: task edits planned by jobs/check.py (docs/actions.md); off unless configured.
+HANDLERS = ("comment", "subscribe", "chat", "email", "console", "move", "untag", "todo")
 DEFAULT_HANDLERS: tuple[str, ...] = ("console",)
 # Keys every check accepts besides its thresholds.
 COMMON_KEYS = ("enabled", "business_hours", "handlers", "repetition_seconds", "escalation")
