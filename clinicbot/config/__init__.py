@@ -105,6 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("templates_dir", None, str, "Directory with template overrides; a template found there wins over the built-in one."),
     Setting("apply", False, bool, "Apply writes (comments, subscribers, wiki pages, messages) without --apply. Keep false until a dry run looks right."),
     Setting("max_writes_per_run", 20, int, "Safety cap: a run that plans more writes than this aborts before writing anything more.", _non_negative),
+    Setting("on_cap", "abort", str, "What a check run that plans more writes than max_writes_per_run does: abort (write nothing, exit 4) or most-urgent (write the most urgent max_writes_per_run, by severity then age; the rest wait for the next run).",
+            lambda v: None if v in ("abort", "most-urgent") else f"must be abort or most-urgent, not {v!r}"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 # Sections whose content is validated by the module that owns it.
