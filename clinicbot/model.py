@@ -300,6 +300,13 @@ class Snapshot:
     sightings: Mapping[tuple[str, str, str], datetime] = field(default_factory=dict)
 
     # -- lookups used by checks and reports -------------------------------------------
+    def task_fields(self, task: Task) -> dict[str, Any]:
+        """What every finding and report row says about a task: monogram, title, status, priority
+        and the owner's and author's usernames ("" when there is none)."""
+        return {"task": task.monogram, "title": task.title, "status": task.status_name,
+                "priority": task.priority_name, "owner": self.username(task.owner_phid),
+                "author": self.username(task.author_phid)}
+
     def username(self, phid: str | None) -> str:
         if not phid:
             return ""

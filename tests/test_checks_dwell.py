@@ -12,6 +12,7 @@ import pytest
 from checkdata import ALICE, BOB, CAROL, OTHERBOT, SECOND, SnapshotBuilder, at, comment, days, keys, moved, run_check
 from clinicbot.checks import ColumnDwellCheck, builtin_checks, context_factory, load_checks_and_settings, run_checks
 from clinicbot.errors import ConfigError
+from clinicbot.model import iso
 
 NOW = at("2024-05-08 12:00")
 
@@ -48,7 +49,7 @@ def test_a_declared_discussing_check_fires_after_fourteen_days_without_an_answer
                              "without an answer from the team")
     assert first.facts["column"] == "Discussing" and first.facts["threshold_days"] == 14
     assert first.facts["age_days"] == 14.0 and first.facts["approximate"] is False
-    assert first.facts["other_places"] == [] and first.facts["since"] == (NOW - days(14)).isoformat()
+    assert first.facts["other_places"] == [] and first.facts["since"] == iso(NOW - days(14))
 
 
 def test_the_declared_check_reads_its_threshold_and_business_hours_from_the_config():

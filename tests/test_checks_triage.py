@@ -31,6 +31,7 @@ from clinicbot.checks.triage import (
 )
 from clinicbot.checks.hours import as_zone, parse_hhmm
 from clinicbot.model import Priority
+from clinicbot.model import iso
 
 NOW = at("2024-05-08 12:00")  # a Wednesday
 UNTRIAGED = UntriagedCheck()
@@ -52,7 +53,7 @@ def test_untriaged_fires_at_exactly_48_hours_not_a_second_earlier():
     assert f.facts["column"] == "Inbox" and f.facts["board"] == "Team"
     assert f.facts["age_hours"] == 48.0 and f.facts["age_days"] == 2.0
     assert f.facts["threshold_hours"] == 48 and f.facts["approximate"] is False
-    assert f.facts["since"] == (NOW - hours(48)).isoformat()
+    assert f.facts["since"] == iso(NOW - hours(48))
     assert f.facts["author"] == "carol" and f.facts["owner"] == ""
 
 
@@ -172,7 +173,7 @@ def test_leftovers_are_tasks_that_were_there_before_the_meeting_started():
     assert f.key == "triage-meeting-leftovers:-:2024-05-09"
     assert f.facts["count"] == 2 and f.facts["task_monograms"] == ["T3", "T1"]
     assert f.facts["meeting_local"] == "Thu 2024-05-09 15:00 (Europe/Berlin)"
-    assert f.facts["meeting_at"] == MEETING.astimezone(as_zone("UTC")).isoformat()
+    assert f.facts["meeting_at"] == iso(MEETING)
     assert f.facts["columns"] == ["Team: Triage Meeting Inbox"]
     assert {"task", "title", "column", "board", "since", "approximate", "age_days"} <= set(f.facts["tasks"][0])
     assert "another meeting is needed" in f.summary

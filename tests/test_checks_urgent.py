@@ -25,6 +25,7 @@ from checkdata import (
 )
 from clinicbot.checks.urgent import UnbreakNowCheck
 from clinicbot.model import Priority
+from clinicbot.model import iso
 
 NOW = at("2024-05-08 12:00")
 UBN = UnbreakNowCheck()
@@ -46,7 +47,7 @@ def test_fires_at_exactly_four_hours_without_a_response():
     assert f[0].summary == "T1 Payments down has been Unbreak Now! for 4 hours without a response from the team"
     assert f[0].facts["reason"] == "no-response" and f[0].facts["raised_by"] == "carol"
     assert f[0].facts["age_hours"] == 4.0 and f[0].facts["threshold_hours"] == 4
-    assert f[0].facts["owner"] == "alice" and f[0].facts["since"] == (NOW - hours(4)).isoformat()
+    assert f[0].facts["owner"] == "alice" and f[0].facts["since"] == iso(NOW - hours(4))
 
 
 def test_a_team_members_response_after_it_became_unbreak_now_silences_it():

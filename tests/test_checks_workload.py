@@ -24,6 +24,7 @@ from checkdata import (
     subscribed,
 )
 from clinicbot.checks.workload import CookieLickingCheck, StaleInProgressCheck
+from clinicbot.model import iso
 
 NOW = at("2024-05-08 12:00")
 LICK = CookieLickingCheck()
@@ -95,7 +96,7 @@ def test_claimed_and_idle_for_exactly_fourteen_days():
     f = run_check(LICK, sb.build())
     assert keys(f) == ["cookie-licking:T1:alice"]
     assert f[0].facts["reason"] == "idle" and f[0].facts["who"] == "alice"
-    assert f[0].facts["claimed_at"] == (NOW - days(14)).isoformat() and f[0].facts["claimed_by"] == "alice"
+    assert f[0].facts["claimed_at"] == iso(NOW - days(14)) and f[0].facts["claimed_by"] == "alice"
     assert f[0].facts["age_days"] == 14.0 and f[0].facts["threshold_days"] == 14
     assert f[0].summary == "alice claimed T1 Refactor exporter and has done nothing on it for 14 days"
 
@@ -174,7 +175,7 @@ def test_stale_in_progress_after_exactly_fourteen_days():
     assert keys(f) == ["stale-in-progress:T1"]
     assert f[0].severity == "info" and f[0].facts["column"] == "Doing"
     assert f[0].facts["last_actor"] == "alice" and f[0].facts["last_activity_kind"] == "column"
-    assert f[0].facts["last_activity_at"] == (NOW - days(14)).isoformat() and f[0].facts["age_days"] == 14.0
+    assert f[0].facts["last_activity_at"] == iso(NOW - days(14)) and f[0].facts["age_days"] == 14.0
     assert f[0].summary == "T1 Migrate DB in Team: Doing has had no activity for 14 days"
 
 

@@ -21,6 +21,7 @@ from clinicbot.reports.render import MEDIA, format_hours, render
 from clinicbot.reports.agenda import agenda_task_ids, build_agenda, next_meeting
 from clinicbot.reports.digest import build_digest
 from clinicbot.reports.metrics_page import build_metrics_report
+from clinicbot.model import iso
 from tests.test_metrics import ALICE, BOB, BOT, D, DOING, H, INBOX, NOW, OUTSIDER, REVIEW, REVIEW_BOARD, TEAM, ev, snapshot, task
 
 EVIL = "@alice {F1} <script>alert(1)</script> <!channel> **bold**"
@@ -80,7 +81,7 @@ def test_digest_sections(rotation):
     assert [r["task"] for r in d["inbox"]] == ["T2", "T1"]  # oldest first
     assert [(r["task"], r["waiting_hours"]) for r in d["review_queue"]] == [("T4", 72), ("T5", 48)]
     assert [(r["task"], r["by"], r["still_there"]) for r in d["moved_to_meeting"]] == [("T3", "bob", True)]
-    assert d["findings"] == [] and d["since"] == (NOW - 2 * D).isoformat()
+    assert d["findings"] == [] and d["since"] == iso(NOW - 2 * D)
     later = build_digest(board_snapshot(), team="Core", since=NOW - 12 * H, findings=None)
     assert later["moved_to_meeting"] == [] and later["findings"] is None and later["rotation_changes"] is None
 
@@ -113,7 +114,7 @@ def test_agenda_items_and_carry_over(rotation, tmp_path):
                          previous=store.previous_agenda(date(2026, 11, 26)), tz=ZoneInfo("Europe/Berlin"))
     (item,) = a["items"]
     assert (item["task"], item["moved_by"], item["carried_over"], item["owner"]) == ("T3", "bob", True, None)
-    assert item["moved_at"] == (NOW - 1 * D).isoformat() and item["tags"] == ["Team"]
+    assert item["moved_at"] == iso(NOW - 1 * D) and item["tags"] == ["Team"]
     assert item["last_comment"]["author"] == "out"  # the bot's later comment does not count
     assert len(item["last_comment"]["excerpt"]) == 200
     assert a["left"] == [99] and a["previous_meeting"] == "2026-11-19" and a["carried_over"] == 1

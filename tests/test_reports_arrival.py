@@ -18,6 +18,7 @@ from clinicbot.phab.history import Event, Timeline
 from clinicbot.model import Board
 from clinicbot.reports.digest import arrival, build_digest
 from clinicbot.reports.agenda import build_agenda
+from clinicbot.model import iso
 from tests.test_metrics import ALICE, BOB, D, DOING, H, INBOX, NOW, OUTSIDER, TEAM, snapshot, task
 from tests.test_reports import TMI
 
@@ -90,7 +91,7 @@ def test_created_into_the_column_is_not_moved_by_its_creator():
     events = [ev("created", CREATED, ALICE, "g1"), into_tmi(CREATED, ALICE, "g1")]
     items, moved = reports(build(events))
     assert items[0]["moved_by"] is None and moved[0]["by"] is None
-    assert items[0]["moved_at"] == CREATED.isoformat()  # still dated: it has been there since creation
+    assert items[0]["moved_at"] == iso(CREATED)  # still dated: it has been there since creation
 
 
 def test_arrival_only_matches_the_creation_of_its_own_group():

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from clinicbot.checks.base import CheckContext, Finding
 from clinicbot.checks.hours import age, in_days, in_hours
-from clinicbot.model import Column, Snapshot, Task
+from clinicbot.model import Column, Snapshot, Task, iso
 
 
 def setting(ctx: CheckContext, key: str, default: Any) -> Any:
@@ -78,22 +78,9 @@ def priority_set_at(snapshot: Snapshot, task: Task, value: int) -> datetime:
     return created_at(snapshot, task)
 
 
-def iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at is not None else None
-
-
 def task_facts(snapshot: Snapshot, task: Task) -> dict[str, Any]:
     """What every task finding carries, so templates can say which task without a lookup."""
-    return {
-        "task": task.monogram,
-        "task_id": task.id,
-        "task_phid": task.phid,
-        "title": task.title,
-        "status": task.status_name,
-        "priority": task.priority_name,
-        "owner": snapshot.username(task.owner_phid),
-        "author": snapshot.username(task.author_phid),
-    }
+    return {**snapshot.task_fields(task), "task_id": task.id, "task_phid": task.phid}
 
 
 def task_finding(slug: str, snapshot: Snapshot, task: Task, /, *, severity: str, summary: str,

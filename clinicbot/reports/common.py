@@ -7,11 +7,11 @@ Reports are plain data (see :mod:`clinicbot.reports.digest`, :mod:`clinicbot.rep
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from clinicbot.metrics import hours_between
-from clinicbot.model import Column, Person, Snapshot, Task
+from clinicbot.model import Column, Person, Snapshot, Task, iso
 
 DIGEST_LOOKBACK = timedelta(hours=24)  # "since the last digest" when no digest was delivered yet
 EXCERPT_CHARS = 200
@@ -26,28 +26,15 @@ def person(member: Any) -> dict[str, str] | None:
                   getattr(member, "chat", "") or "").to_dict()
 
 
-def iso(at: datetime | None) -> str | None:
-    return at.astimezone(timezone.utc).isoformat() if at is not None else None
-
-
 def hours(start: datetime, end: datetime) -> float:
     return round(hours_between(start, end), 2)
 
 
 def task_row(snapshot: Snapshot, task: Task) -> dict[str, Any]:
     """The fields every report row shows about a task."""
-    return {
-        "task": task.monogram,
-        "id": task.id,
-        "title": task.title,
-        "status": task.status_name,
-        "priority": task.priority_name,
-        "priority_value": task.priority,
-        "author": snapshot.username(task.author_phid) or None,
-        "owner": snapshot.username(task.owner_phid) or None,
-        "created": iso(task.created),
-        "age_hours": hours(task.created, snapshot.now),
-    }
+    fields = snapshot.task_fields(task)
+    return {**fields, "author": fields["author"] or None, "owner": fields["owner"] or None, "id": task.id,
+            "priority_value": task.priority, "created": iso(task.created), "age_hours": hours(task.created, snapshot.now)}
 
 
 def unique_tasks(pairs: Iterable[tuple[Task, Column]]) -> list[tuple[Task, list[Column]]]:
