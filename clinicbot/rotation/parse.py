@@ -335,7 +335,7 @@ def _check_contradictions(rot: Rotation) -> None:
             if prev is None or p.end > prev.end:
                 by_member[p.member.username] = p
         for p in pieces:
-            on = [q for q in pieces if q.start <= p.start < q.end]
+            on = [q for q in pieces if q.covers(p.start)]
             if len(on) > rot.max_on_duty:
                 blame = max(on, key=lambda q: (q.source != "cycle", q.start))
                 names = ", ".join(q.member.username for q in on)

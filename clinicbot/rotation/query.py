@@ -34,7 +34,7 @@ def shifts_between(rot: Rotation, start: datetime, end: datetime) -> list[Shift]
 def on_duty(rot: Rotation, at: datetime) -> list[Member]:
     """Who is on duty at ``at`` (members-list order)."""
     at = _utc(at)
-    names = {p.member.username for p in _pieces(rot, at, at + _TICK) if p.start <= at < p.end}
+    names = {p.member.username for p in _pieces(rot, at, at + _TICK) if p.covers(at)}
     return [m for u, m in rot.members.items() if u in names]
 
 
@@ -63,7 +63,7 @@ def _why(rot: Rotation, username: str, at: datetime, kind: str, source: str) -> 
     if any(o.replace == username and (o.start if kind == "off" else o.end) == at for o in rot.overrides):
         return "override"
     for u in rot.unavailable:
-        if u.member == username and (u.start <= at < u.end if kind == "off" else u.end == at):
+        if u.member == username and (u.covers(at) if kind == "off" else u.end == at):
             return "unavailable"
     return source
 
@@ -80,13 +80,13 @@ def coverage_gaps(rot: Rotation, start: datetime, end: datetime) -> list[Gap]:
     cuts = sorted({start, end} | {t for p in actual + planned for t in (p.start, p.end) if start < t < end})
     gaps: list[Gap] = []
     for a, b in zip(cuts, cuts[1:]):
-        now_on = {p.member.username for p in actual if p.start <= a < p.end}
+        now_on = {p.member.username for p in actual if p.covers(a)}
         if len(now_on) >= rot.min_on_duty:
             continue
         names = tuple(u for u in rot.members if u in now_on)
-        away = {p.member.username for p in planned if p.start <= a < p.end} - now_on
+        away = {p.member.username for p in planned if p.covers(a)} - now_on
         reasons = tuple(sorted(f"{u.member} unavailable" + (f" ({u.reason})" if u.reason else "")
-                               for u in rot.unavailable if u.member in away and u.start <= a < u.end))
+                               for u in rot.unavailable if u.member in away and u.covers(a)))
         gap = Gap(a, b, names, rot.min_on_duty - len(names), reasons)
         if gaps and gaps[-1].end == a and gaps[-1].on_duty == names and gaps[-1].reasons == reasons:
             gap = Gap(gaps.pop().start, b, names, gap.missing, reasons)

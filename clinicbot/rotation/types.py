@@ -21,6 +21,24 @@ _TICK = timedelta(microseconds=1)
 Member = Person  # a rotation file's ``members:`` entry is a Person (clinicbot.model)
 
 
+class Covering:
+    """Anything with ``start`` and ``end`` (UTC, end exclusive): does it cover an instant?"""
+
+    start: datetime
+    end: datetime
+
+    def covers(self, at: datetime) -> bool:
+        return self.start <= at < self.end
+
+
+@dataclass(frozen=True)
+class Span(Covering):
+    """A time span first: explicit shifts, overrides and coverage gaps are one plus their details."""
+
+    start: datetime
+    end: datetime
+
+
 @dataclass(frozen=True)
 class Cycle:
     """``order`` rotates through; every ``stagger_days`` ``per_handoff`` members rotate on."""
@@ -43,18 +61,14 @@ class Cycle:
 
 
 @dataclass(frozen=True)
-class ExplicitShift:
-    start: datetime
-    end: datetime
+class ExplicitShift(Span):
     members: tuple[str, ...]
     key: str
     line: int
 
 
 @dataclass(frozen=True)
-class Override:
-    start: datetime
-    end: datetime
+class Override(Span):
     replace: str
     by: str
     reason: str
@@ -63,7 +77,7 @@ class Override:
 
 
 @dataclass(frozen=True)
-class Unavailability:
+class Unavailability(Covering):
     member: str
     start: datetime
     end: datetime
@@ -117,7 +131,7 @@ class Rotation:
 
 
 @dataclass(frozen=True)
-class Shift:
+class Shift(Covering):
     """One member on duty from ``start`` to ``end`` (UTC, end exclusive)."""
 
     member: Member
@@ -137,9 +151,7 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Gap:
-    start: datetime
-    end: datetime
+class Gap(Span):
     on_duty: tuple[str, ...]
     missing: int
     reasons: tuple[str, ...] = ()
