@@ -26,27 +26,32 @@ log = logging.getLogger("clinicbot")
 
 # The commands that live in modules of their own, imported only when one of them runs (start-up
 # is most of a cron run: `clinicbot --help` and `import clinicbot.cli` load neither requests, rich,
-# jinja2 nor icalendar). name -> (module, attribute, the first paragraph of its help, which
-# `clinicbot --help` shows; tests/test_startup.py checks it against the command's own help).
-LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "rotation": ("clinicbot.cli.rotation", "rotation", "Who is on clinic duty now, the next changes, coverage "
-                 "gaps, notices and warnings."),
-    "check": ("clinicbot.cli.checks", "check", "Run the checks and deal with what they find: comment, subscribe, "
-              "chat, email (dry run unless applied)."),
-    "ledger": ("clinicbot.cli.checks", "ledger", "Show what fired and what was done; snooze a check or a task; mark "
-               "a finding handled."),
-    "serve": ("clinicbot.cli.ops", "serve", "Run the jobs on the config's schedule (team timezone) until "
-              "SIGTERM/SIGINT."),
-    "sync": ("clinicbot.cli.ops", "sync", "Update the local cache of tasks and histories: only what changed since "
-             "the last sync."),
-    "status": ("clinicbot.cli.ops", "status", "Each job's last run, outcome, duration, Conduit calls and "
-               "next run; the cache; whether serve runs."),
-    "digest": ("clinicbot.cli.reports", "digest", "The daily triage digest for the engineers on duty."),
-    "agenda": ("clinicbot.cli.reports", "agenda", "The weekly triage meeting agenda: every task in the Triage "
-               "Meeting Inbox."),
-    "metrics": ("clinicbot.cli.reports", "metrics", "Clinic duty metrics over a window; history kept in "
-                "<state_dir>/metrics.json."),
-}
+# jinja2 nor icalendar). One row a command: its name (also the attribute of its module), the
+# module under clinicbot.cli, and the first paragraph of its help, which `clinicbot --help` shows
+# (tests/test_startup.py checks it against the command's own help).
+_LAZY_TABLE = """
+rotation  rotation  Who is on clinic duty now, the next changes, coverage gaps, notices and warnings.
+check     checks    Run the checks and deal with what they find: comment, subscribe, chat, email (dry run unless applied).
+ledger    checks    Show what fired and what was done; snooze a check or a task; mark a finding handled.
+serve     ops       Run the jobs on the config's schedule (team timezone) until SIGTERM/SIGINT.
+sync      ops       Update the local cache of tasks and histories: only what changed since the last sync.
+status    ops       Each job's last run, outcome, duration, Conduit calls and next run; the cache; whether serve runs.
+digest    reports   The daily triage digest for the engineers on duty.
+agenda    reports   The weekly triage meeting agenda: every task in the Triage Meeting Inbox.
+metrics   reports   Clinic duty metrics over a window; history kept in <state_dir>/metrics.json.
+"""
+
+
+def _lazy_commands(table: str) -> dict[str, tuple[str, str, str]]:
+    """name -> (module, attribute, short help) from the table above."""
+    out = {}
+    for row in filter(None, (line.strip() for line in table.splitlines())):
+        name, module, short = row.split(maxsplit=2)
+        out[name] = (f"clinicbot.cli.{module}", name, short)
+    return out
+
+
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = _lazy_commands(_LAZY_TABLE)
 
 
 class LazyCommands(MutableMapping[str, click.Command]):
