@@ -264,6 +264,7 @@ class Task:
     subscriber_phids: tuple[str, ...] = ()
     # board PHID -> column PHID, for every board the columns attachment reported.
     columns: Mapping[str, str] = field(default_factory=dict)
+    subtype: str = "default"  # maniphest.search fields.subtype (check exemptions may name it)
 
     @property
     def monogram(self) -> str:

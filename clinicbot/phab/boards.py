@@ -186,6 +186,7 @@ def parse_task(item: Mapping[str, Any], statuses: Mapping[str, Status] | None = 
         project_phids=tuple(projects),
         subscriber_phids=tuple(subscribers),
         columns=columns,
+        subtype=shape.text(fields.get("subtype"), "fields.subtype", optional=True) or "default",
     )
 
 
