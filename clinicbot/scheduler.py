@@ -48,6 +48,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK, ClinicbotError, error_exit
+from clinicbot.jobs.runlog import RunLog, Tally, judge, writes_of
 from clinicbot.jobs.schedule import JOBS, Schedule, schedule_of
 from clinicbot.state.cache import CacheStore, cache_path
 
@@ -71,44 +72,17 @@ class JobOutcome:
     result: Any = None  # what the job function returned (e.g. a SyncResult)
 
 
-def _judge(result: Any) -> tuple[str, int, str]:
-    """(outcome, exit code, detail) from what a job function returned.
-
-    Job functions return what their CLI command turns into an exit code. A plain int is an exit
-    status: anything but 0 failed (a report job returns 1 when a delivery failed). A result
-    object with ``exit_code`` (CheckRunResult) follows the `check` command: 1 means findings
-    fired — the job did its work, "ok" — and 2+ that it could not; one listing ``failures`` (a
-    check that crashed) is "partial".
-    """
-    if isinstance(result, int) and not isinstance(result, bool):
-        return ("ok" if result == EXIT_OK else "failed"), result, (f"exit {result}" if result else "")
-    code = getattr(result, "exit_code", EXIT_OK)
-    code = code if isinstance(code, int) else EXIT_OK
-    parts = []
-    summary = getattr(result, "summary", None)
-    if callable(summary):
-        parts.append(str(summary()))
-    for attr in ("findings", "actions", "failures"):
-        value = getattr(result, attr, None)
-        if isinstance(value, (list, tuple)):
-            parts.append(f"{len(value)} {attr}")
-    if code:
-        parts.append(f"exit {code}")
-    outcome = "ok" if code in (EXIT_OK, EXIT_FAILURE) else "failed"
-    if outcome == "ok" and getattr(result, "failures", None):
-        outcome = "partial"
-    return outcome, code, ", ".join(parts)
-
-
 class JobRunner:
     """Runs a named job: records the run, counts Conduit calls, logs one line, never raises."""
 
     def __init__(self, app: Any, *, apply: bool, clock: Callable[[], datetime] | None = None,
                  targets: Mapping[str, Callable[..., Any]] | None = None, record: bool = True,
-                 log_failures: bool = True):
+                 log_failures: bool = True, trigger: str = "serve"):
         """``log_failures=False``: a failure the caller prints itself (a one-shot command's one
-        line on stderr) is not logged too; a bug's traceback still is."""
+        line on stderr) is not logged too; a bug's traceback still is. ``trigger``: how the run
+        history names who started the job (serve, once, manual; ``jobs/runlog.py``)."""
         self.log_failures = log_failures
+        self.trigger = trigger
         self.app = app
         self.apply = apply
         self.clock = clock or (lambda: datetime.now(timezone.utc))
@@ -119,12 +93,6 @@ class JobRunner:
 
     def target(self, name: str) -> Callable[..., Any] | None:
         return self.targets.get(name)
-
-    def _stats(self) -> tuple[int, int]:
-        client = getattr(self.app, "_client", None)
-        if client is None:
-            return 0, 0
-        return sum(client.stats.calls.values()), client.stats.total
 
     def run(self, name: str) -> JobOutcome:
         extra = {"job": name}
@@ -137,7 +105,7 @@ class JobRunner:
             return JobOutcome(name, "unavailable", EXIT_FAILURE, detail=f"{self.targets.get(name)} not found")
         started = self.clock()
         mono = time.monotonic()
-        calls0, attempts0 = self._stats()
+        tally = Tally.now(self.app)
         try:
             run_id = self._record_start(name, started)
         except ClinicbotError as exc:  # the state directory is unusable: the job could not record anything
@@ -147,7 +115,7 @@ class JobRunner:
         outcome, code, detail, result = "ok", EXIT_OK, "", None
         try:
             result = fn(self.app, apply=self.apply)
-            outcome, code, detail = _judge(result)
+            outcome, code, detail = judge(result)
         except Exception as exc:
             known = error_exit(exc)  # the same line and exit code as the CLI's boundary
             if known is not None:
@@ -159,48 +127,37 @@ class JobRunner:
                 outcome, code, detail = "failed", EXIT_FAILURE, f"{type(exc).__name__}: {exc}"
                 log.exception("job %s failed: %s", name, detail, extra=extra)
         seconds = time.monotonic() - mono
-        calls1, attempts1 = self._stats()
+        spent = tally.since(self.app)
+        writes = writes_of(result)
         try:
-            self._record_end(run_id, started + timedelta(seconds=seconds), outcome, calls1 - calls0,
-                             attempts1 - attempts0, detail)
+            self._record_end(run_id, started + timedelta(seconds=seconds), outcome, spent.calls, spent.attempts,
+                             spent.writes if writes is None else writes, detail)
         except ClinicbotError as exc:
             if self.log_failures:
                 log.error("job %s: %s", name, exc, extra=extra)
             if outcome != "failed":
                 outcome, code, detail = "failed", exc.exit_code, str(exc)
         if outcome in ("ok", "partial"):
-            log.info("job %s: %s in %.1f s, %d Conduit call(s)%s", name, outcome, seconds, calls1 - calls0,
+            log.info("job %s: %s in %.1f s, %d Conduit call(s)%s", name, outcome, seconds, spent.calls,
                      f" ({detail})" if detail and not detail.startswith("sync ") else "", extra=extra)
-        return JobOutcome(name, outcome, code, seconds, calls1 - calls0, detail, result)
+        return JobOutcome(name, outcome, code, seconds, spent.calls, detail, result)
 
-    # -- the run history (in the cache DB; see state/runs.py) ----------------------------
-    def _store(self) -> CacheStore | None:
-        """The run history's store. A damaged cache is rebuilt on open (CacheStore); what is left
-        to raise is a StateError about the state directory itself (read-only, full, removed),
-        which stops the job: its own writes would fail the same way."""
+    # -- the run history (in the cache DB; see state/runs.py and jobs/runlog.py) -----------
+    # A damaged cache is rebuilt on open (CacheStore); what is left to raise is a StateError about
+    # the state directory itself (read-only, full, removed), which stops the job: its own writes
+    # would fail the same way.
+    def _record_start(self, name: str, started: datetime) -> int | None:
         if not self.record:
             return None
-        return CacheStore(cache_path(self.app.config()))
-
-    def _record_start(self, name: str, started: datetime) -> int | None:
-        store = self._store()
-        if store is None:
-            return None
-        with store:
-            store.close_stale_runs()
-            store.prune_runs()
-            return store.run_started(name, started.timestamp())
+        command = {"serve": name, "once": f"serve --once {name}"}.get(self.trigger, name)
+        return RunLog(self.app).start(name, started, trigger=self.trigger, command=command)
 
     def _record_end(self, run_id: int | None, finished: datetime, outcome: str, calls: int, attempts: int,
-                    detail: str) -> None:
+                    writes: int | None, detail: str) -> None:
         if run_id is None:
             return
-        store = self._store()
-        if store is None:
-            return
-        with store:
-            store.run_finished(run_id, finished=finished.timestamp(), outcome=outcome, calls=calls,
-                               attempts=attempts, detail=detail)
+        RunLog(self.app).finish(run_id, finished, outcome, calls=calls, attempts=attempts, writes=writes,
+                                detail=detail)
 
 
 # --------------------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ def test_sync_settings_are_validated(tmp_path):
 
 def test_jobs_are_the_functions_the_commands_call_and_job_results_are_judged(monkeypatch):
     from clinicbot.jobs import check, reports, schedule, sync
-    from clinicbot.scheduler import _judge
+    from clinicbot.jobs.runlog import judge
 
     assert JOBS["checks"] is check.run_check_job and JOBS["sync"] is sync.sync_job
     assert (JOBS["digest"], JOBS["agenda"], JOBS["metrics"]) == (reports.digest_job, reports.agenda_job,
@@ -236,12 +236,12 @@ def test_jobs_are_the_functions_the_commands_call_and_job_results_are_judged(mon
         def __init__(self, exit_code, failures=()):
             self.exit_code, self.findings, self.failures = exit_code, [object()], list(failures)
 
-    assert _judge(None) == ("ok", 0, "")
-    assert _judge(0)[0] == "ok"
-    assert _judge(1)[:2] == ("failed", 1)  # a report job: a delivery failed
-    assert _judge(Checked(1))[0] == "ok"  # findings fired: the job did its work
-    assert _judge(Checked(1, failures=["boom"]))[0] == "partial"
-    assert _judge(Checked(4))[:2] == ("failed", 4)  # the write cap
+    assert judge(None) == ("ok", 0, "")
+    assert judge(0)[0] == "ok"
+    assert judge(1)[:2] == ("failed", 1)  # a report job: a delivery failed
+    assert judge(Checked(1))[0] == "ok"  # findings fired: the job did its work
+    assert judge(Checked(1, failures=["boom"]))[0] == "partial"
+    assert judge(Checked(4))[:2] == ("failed", 4)  # the write cap
 
 
 def test_a_job_error_becomes_the_same_line_and_exit_code_as_at_the_cli_boundary(tmp_path):

@@ -55,20 +55,27 @@ def check(app: App, apply_: bool, dry_run: bool, only: str | None, task: str | N
     fired or a check failed, 4 when more writes were planned than max_writes_per_run.
     """
     from clinicbot.jobs.check import run_check_job
+    from clinicbot.jobs.runlog import check_job_name, command_line, recorded_run
 
     if apply_ and dry_run:
         raise ConfigError(None, "--apply", "--apply and --dry-run contradict each other; pick one")
+    task_id = parse_task(task)
+    applying = not dry_run and (apply_ or bool(app.config().get("apply")))
     # With --format json stdout is the JSON document: the console handler writes to stderr. Not on a
     # terminal (cron), the console handler's lines are capped like the rest of the output.
     capped = None if fmt == "json" or app.console.is_terminal else CappedLines(app)
     console: Callable[[str], None] | None = (lambda text: click.echo(text, err=True)) if fmt == "json" else capped
+    # An applied run is a run of the checks job (or of its narrower command) in the run history.
+    command = command_line("check", ("--only", only), ("--task", task and f"T{task_id}")) + " --apply"
     try:
-        result = run_check_job(app, apply=False if dry_run else (True if apply_ else None), only=only,
-                               task=parse_task(task), console=console)
-    except SafetyCapExceeded as exc:
-        result = getattr(exc, "result", None)
-        if result is None:
-            raise
+        with recorded_run(app, check_job_name(only, task_id), command=command, enabled=applying) as run:
+            try:
+                result = run.result = run_check_job(app, apply=False if dry_run else (True if apply_ else None),
+                                                    only=only, task=task_id, console=console)
+            except SafetyCapExceeded as exc:
+                result = run.result = getattr(exc, "result", None)
+                if result is None:
+                    raise
     finally:
         if capped is not None:
             capped.close()

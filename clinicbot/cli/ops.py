@@ -95,7 +95,7 @@ def sync(app: App, full: bool, fmt: str) -> None:
             with bar:
                 return sync_job(app_, apply=apply, full=full, progress=bar)
 
-        outcome = JobRunner(app, apply=False, targets={"sync": target}, log_failures=False).run("sync")
+        outcome = JobRunner(app, apply=False, targets={"sync": target}, log_failures=False, trigger="manual").run("sync")
     if outcome.outcome != "ok":
         click.echo(f"clinicbot: error: {outcome.detail}", err=True)
         sys.exit(outcome.exit_code or EXIT_FAILURE)
@@ -153,7 +153,7 @@ def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...]
     if once:
         worst = EXIT_OK
         with waiting_lock(app, schedule.lock_wait):
-            runner = JobRunner(app, apply=apply, log_failures=False)  # failures: one line each, below
+            runner = JobRunner(app, apply=apply, log_failures=False, trigger="once")  # failures: one line each, below
             for name in once:
                 outcome = runner.run(name)
                 if outcome.outcome in ("failed", "unavailable"):

@@ -33,9 +33,15 @@ def _report(app: App, results: Iterable[Delivery], apply: bool) -> None:
         sys.exit(EXIT_FAILURE)
 
 
-def _run(app: App, build: Any, to: Sequence[str], fmt: str, apply_flag: bool, output: Path | None = None) -> None:
+def _run(app: App, job: str, build: Any, to: Sequence[str], fmt: str, apply_flag: bool,
+         output: Path | None = None) -> None:
+    from clinicbot.jobs.runlog import recorded_run
+
     apply = apply_flag or bool(app.config().get("apply"))
-    _report(app, run_report(app, build, to, fmt, apply, output), apply)
+    # An applied report is a run of its job in the run history (`clinicbot status`).
+    with recorded_run(app, job, command=" ".join([job, *(f"--to {t}" for t in to), "--apply"]), enabled=apply) as run:
+        results = run.result = run_report(app, build, to, fmt, apply, output)
+    _report(app, results, apply)
 
 
 _format = click.option("--format", "fmt", type=click.Choice(FORMATS), default="term", show_default=True,
@@ -56,7 +62,7 @@ def digest(app: App, fmt: str, to: tuple[str, ...], apply_flag: bool, since: str
     from clinicbot.jobs.context import parse_now
 
     since_at = parse_now(since, "--since") if since else None
-    _run(app, lambda env, ledger: digest_data(app, env, ledger, since=since_at), to, fmt, apply_flag)
+    _run(app, "digest", lambda env, ledger: digest_data(app, env, ledger, since=since_at), to, fmt, apply_flag)
 
 
 @click.command("agenda")
@@ -72,7 +78,7 @@ def agenda(app: App, fmt: str, to: tuple[str, ...], apply_flag: bool, meeting: s
         day = date.fromisoformat(meeting) if meeting else None
     except ValueError:
         raise click.BadParameter(f"{meeting!r} is not a date YYYY-MM-DD", param_hint="--date") from None
-    _run(app, lambda env, ledger: agenda_data(app, env, meeting=day), to, fmt, apply_flag)
+    _run(app, "agenda", lambda env, ledger: agenda_data(app, env, meeting=day), to, fmt, apply_flag)
 
 
 @click.command("metrics")
@@ -88,5 +94,5 @@ def agenda(app: App, fmt: str, to: tuple[str, ...], apply_flag: bool, meeting: s
 def metrics(app: App, fmt: str, to: tuple[str, ...], apply_flag: bool, window_days: int | None,
             output: Path | None, no_record: bool) -> None:
     """Clinic duty metrics over a window; history kept in <state_dir>/metrics.json."""
-    _run(app, lambda env, ledger: metrics_data(app, env, window_days=window_days, record=not no_record),
-                        to, fmt, apply_flag, output)
+    _run(app, "metrics", lambda env, ledger: metrics_data(app, env, window_days=window_days, record=not no_record),
+         to, fmt, apply_flag, output)

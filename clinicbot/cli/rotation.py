@@ -95,7 +95,12 @@ def _run(app: App, rotation_path: Path | None, fmt: str, days: int, horizon: tim
             apply = apply or bool(app.config().get("apply"))
             cap = int(app.config().get("max_writes_per_run"))
         # Every page created (missing parents included) or edited is one write under the cap.
-        result = publish_section(app.client(), slug, title or rot.name, section, apply=apply, cap=cap)
+        from clinicbot.jobs.runlog import recorded_run
+
+        # An applied publish is a run in the run history (`clinicbot status`), when there is a state directory.
+        with recorded_run(app, f"rotation --publish {slug}", command=f"rotation --publish {slug} --apply",
+                          enabled=apply and app.has_config()) as run:
+            result = run.result = publish_section(app.client(), slug, title or rot.name, section, apply=apply, cap=cap)
         report["publish"] = _publish_json(result)
         messages += _publish_lines(result)
 
