@@ -30,6 +30,7 @@ from importlib import metadata
 from typing import Any, Callable, Iterable, Mapping
 
 from clinicbot.checks.base import SEVERITIES, Check, CheckContext, CheckFunction, Finding
+from clinicbot.checks.migration import ReviewMigrationCheck
 from clinicbot.checks.notices import RotationNoticeCheck
 from clinicbot.checks.reviews import ReviewNeededCheck, WaitingForReviewCheck
 from clinicbot.checks.settings import (
@@ -41,6 +42,7 @@ from clinicbot.checks.settings import (
     parse_check_settings,
 )
 from clinicbot.checks.triage import TriageMeetingLeftoversCheck, UnprioritisedCheck, UntriagedCheck
+from clinicbot.checks.untag import UntagCandidateCheck
 from clinicbot.checks.urgent import UnbreakNowCheck
 from clinicbot.checks.workload import CookieLickingCheck, StaleInProgressCheck
 from clinicbot.errors import ConfigError
@@ -60,6 +62,8 @@ BUILTIN_CHECK_CLASSES: tuple[type, ...] = (
     WaitingForReviewCheck,
     StaleInProgressCheck,
     CookieLickingCheck,
+    ReviewMigrationCheck,
+    UntagCandidateCheck,
     RotationNoticeCheck,
 )
 
