@@ -438,7 +438,7 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
         from clinicbot.jobs.context import load_snapshot
 
         client = app.client()
-        snapshot = load_snapshot(app)
+        snapshot = load_snapshot(app, open_only=True)  # every check reads open tasks only
         findings, failures, ran = _find(checks, settings, snapshot, rotation, team, only=only, task=task)
         users_by_name = {u.username: u for u in snapshot.users.values()}
         recipients, note = on_duty_recipients(rotation, now, users_by_name)
