@@ -299,6 +299,9 @@ class Snapshot:
     # (task PHID, board PHID, column PHID) -> first time clinicbot saw the task there (from the
     # sync cache); what column entry times fall back to on servers without structured moves.
     sightings: Mapping[tuple[str, str, str], datetime] = field(default_factory=dict)
+    # Project names/#hashtags the config names outside ``boards`` (check exemptions) -> PHID, as
+    # the job resolved them on the server (jobs/context.py); watched boards resolve without it.
+    project_aliases: dict[str, str] = field(default_factory=dict)
 
     # -- lookups used by checks and reports -------------------------------------------
     def task_fields(self, task: Task) -> dict[str, Any]:

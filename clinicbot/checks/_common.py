@@ -21,6 +21,13 @@ def setting(ctx: CheckContext, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def exempt(ctx: CheckContext, task: Task) -> bool:
+    """The check's ``exempt`` setting covers ``task``: leave it out of findings that list tasks
+    (the registry drops findings about one exempt task by itself)."""
+    covered = getattr(ctx, "exempt", None)
+    return covered is not None and covered.covers(task)
+
+
 def on_watched_board(snapshot: Snapshot, task: Task) -> bool:
     return any(b in snapshot.boards for b in task.columns)
 

@@ -41,6 +41,9 @@ class CheckContext:
     settings: Mapping[str, Any]  # this check's thresholds (defaults merged with the config)
     rotation: Any = None  # clinicbot.rotation.Rotation or None
     business_hours: Any = None  # clinicbot.checks.hours.BusinessHours or None (count wall-clock time)
+    # clinicbot.checks.exempt.Exempt or None: the tasks this check leaves alone. The registry drops
+    # findings about them; a finding listing several tasks leaves them out itself (_common.exempt).
+    exempt: Any = None
 
 
 class Check(Protocol):

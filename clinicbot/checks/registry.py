@@ -30,6 +30,7 @@ from importlib import metadata
 from typing import Any, Callable, Iterable, Mapping
 
 from clinicbot.checks.base import SEVERITIES, Check, CheckContext, CheckFunction, Finding
+from clinicbot.checks.exempt import drop_exempt
 from clinicbot.checks.migration import ReviewMigrationCheck
 from clinicbot.checks.notices import RotationNoticeCheck
 from clinicbot.checks.reviews import ReviewNeededCheck, WaitingForReviewCheck
@@ -235,6 +236,8 @@ def context_factory(
             settings=merged_thresholds(check, own, team),
             rotation=rotation,
             business_hours=team.business_hours if own is not None and own.business_hours else None,
+            # names resolved now: a project nobody can find is a ConfigError naming the key
+            exempt=own.exempt.bind(snapshot) if own is not None and own.exempt else None,
         )
 
     return make
@@ -254,6 +257,7 @@ class RunResult:
     findings: list[Finding] = field(default_factory=list)
     failures: list[CheckFailure] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)  # slugs, in the order they ran
+    exempted: list[tuple[str, str]] = field(default_factory=list)  # (finding key, why) dropped by exempt
 
     @property
     def ok(self) -> bool:
@@ -287,6 +291,11 @@ def _checked(check: Check, result: Any) -> list[Finding]:
     return out
 
 
+def _failed(result: RunResult, check: Check, exc: BaseException) -> None:
+    log.exception("check %s failed", check.slug)
+    result.failures.append(CheckFailure(check.slug, _one_line(exc)))
+
+
 def run_checks(
     checks: Iterable[Check],
     make_context: Callable[[Check], CheckContext],
@@ -297,6 +306,8 @@ def run_checks(
     """Run each check; one that raises is logged and reported in ``failures``, the rest still run.
 
     ``only`` narrows to one slug (or several); ``task_id`` keeps only findings about that task.
+    Findings about a task the check's ``exempt`` setting covers are dropped (``exempted`` says
+    which and why), whatever the check: built-in, plugin or custom.
     """
     checks = list(checks)
     if only is not None:
@@ -310,11 +321,18 @@ def run_checks(
     for check in checks:
         result.ran.append(check.slug)
         try:
-            findings = _checked(check, check.run(make_context(check)))
-        except Exception as exc:  # a check is code we may not own: contain it
-            log.exception("check %s failed", check.slug)
-            result.failures.append(CheckFailure(check.slug, _one_line(exc)))
+            ctx = make_context(check)
+            findings = _checked(check, check.run(ctx))
+        except ConfigError as exc:
+            if getattr(exc, "key", None) and str(exc.key).startswith(f"checks.{check.slug}."):
+                raise  # the config names something that does not exist (an exempt project): exit 2
+            _failed(result, check, exc)
             continue
+        except Exception as exc:  # a check is code we may not own: contain it
+            _failed(result, check, exc)
+            continue
+        findings, dropped = drop_exempt(findings, getattr(ctx, "snapshot", None), getattr(ctx, "exempt", None))
+        result.exempted.extend(dropped)
         if task_id is not None:
             findings = [f for f in findings if f.task_id == task_id]
         result.findings.extend(findings)

@@ -11,6 +11,7 @@ delivery keys the handler side owns.
         repetition_seconds: 86400 # remind again after a day; null = fire once per episode
         escalation:
           - {after_repetitions: 2, handlers: [email]}
+        exempt: {tags: ["#clinicbot-ignore"], priorities: [wish], tasks: [T123]}  # see checks/exempt.py
       rotation-notice: false      # shorthand for {enabled: false}
       my-check:
         path: "mypackage.checks:overdue"   # a custom check: function (context) -> [Finding]
@@ -25,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from clinicbot.checks.exempt import Exemptions, parse_exempt
 from clinicbot.checks.hours import BusinessHours
 from clinicbot.errors import ConfigError
 
@@ -32,7 +34,7 @@ from clinicbot.errors import ConfigError
 HANDLERS = ("comment", "subscribe", "chat", "email", "console", "move", "untag", "todo")
 DEFAULT_HANDLERS: tuple[str, ...] = ("console",)
 # Keys every check accepts besides its thresholds.
-COMMON_KEYS = ("enabled", "business_hours", "handlers", "repetition_seconds", "escalation")
+COMMON_KEYS = ("enabled", "business_hours", "handlers", "repetition_seconds", "escalation", "exempt")
 CUSTOM_KEYS = ("path",)
 # Thresholds a check may leave at None to inherit the team's setting of the same name.
 TEAM_KEYS = ("timezone", "meeting_weekday", "meeting_time")
@@ -54,6 +56,7 @@ class CheckSettings:
     escalation: tuple[Mapping[str, Any], ...] = ()  # validated copies of the config's steps
     business_hours: bool = False
     path: str | None = None  # "package.module:function" for a custom check
+    exempt: Exemptions = field(default_factory=Exemptions)  # tasks the check leaves alone (checks/exempt.py)
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,7 @@ def _one(check: Any, slug: str, raw: Mapping[str, Any], error: ErrorFactory) -> 
     if repetition is not None:
         repetition = _whole(repetition, f"checks.{slug}.repetition_seconds", error)
     escalation = _escalation(raw.get("escalation"), f"checks.{slug}.escalation", error)
+    exempt = parse_exempt(raw.get("exempt"), f"checks.{slug}.exempt", error)
     path = raw.get("path")
     if path is not None and getattr(check, "path", None) is None:
         raise error(f"checks.{slug}.path", f"{slug} is not a custom check; give custom checks a slug of their own")
@@ -252,6 +256,7 @@ def _one(check: Any, slug: str, raw: Mapping[str, Any], error: ErrorFactory) -> 
         escalation=escalation,
         business_hours=business_hours,
         path=path,
+        exempt=exempt,
     )
 
 

@@ -16,6 +16,7 @@ from clinicbot.checks._common import (
     age_facts,
     column_facts,
     describe_age,
+    exempt,
     iso,
     placements,
     plural,
@@ -88,7 +89,7 @@ class TriageMeetingLeftoversCheck:
             # was in any meeting inbox by then.
             dated = [(ctx.snapshot.entered_column(t, c), t, c) for t, c in entries]
             (since, approximate), task, column = min(dated, key=lambda d: d[0][0])
-            if since >= meeting:
+            if since >= meeting or exempt(ctx, task):
                 continue
             waited = age(ctx, since)
             leftovers.append({

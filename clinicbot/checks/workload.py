@@ -20,6 +20,7 @@ from clinicbot.checks._common import (
     column_facts,
     created_at,
     describe_age,
+    exempt,
     iso,
     is_engineer,
     on_watched_board,
@@ -98,6 +99,8 @@ class CookieLickingCheck:
         idle: list[Finding] = []
         for task in sorted(snapshot.tasks.values(), key=lambda t: (t.created, t.id)):
             if task.is_closed or not on_watched_board(snapshot, task) or not is_engineer(snapshot, task.owner_phid):
+                continue
+            if exempt(ctx, task):  # not counted among the owner's tasks either
                 continue
             owner = task.owner_phid
             assert owner is not None
