@@ -53,7 +53,24 @@ def test_page_is_self_contained_with_svg_charts():
 def test_page_with_no_data_at_all_renders():
     data = build_metrics_report(compute_metrics(snapshot([], {})), team="Core")
     html = render(data, "html")
-    assert html.count("<svg") == 5 and "no responses in the window" in html
+    assert html.count("<svg") == 5 and html.count("not enough data yet") >= 2
+
+
+def charts_of(html: str) -> dict[str, str]:
+    """Each chart's SVG by its title."""
+    return {m.group(1): m.group(0) for m in re.finditer(r"<svg [^>]*><title>([^<]+)</title>.*?</svg>", html, re.S)}
+
+
+def test_on_a_first_run_the_response_charts_say_not_enough_data_yet():
+    """One computation, no history: a single point per response chart is no trend (it used to be an
+    empty frame with a lone SLA line). The numbers themselves are in the tables."""
+    charts = charts_of(render(page_data(history=0), "html"))
+    for title in ("Unbreak Now!: time to first team response", "Outside review requests: time to first team response"):
+        assert "not enough data yet" in charts[title] and "<polyline" not in charts[title]
+    assert "not enough data yet" not in charts["Open tasks (backlog)"]  # reconstructed from dates
+    # With a few days of history the lines are drawn.
+    charts = charts_of(render(page_data(history=5), "html"))
+    assert "<polyline" in charts["Unbreak Now!: time to first team response"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,3 +154,30 @@ def test_page_renders_in_headless_chromium(tmp_path):
     blue = bytes([0x1F, 0x6F, 0xB2])
     assert any(blue in bytes(b for i in range(0, len(row), bpp) for b in row[i:i + 3]) for row in rows[:900])
     assert re.search(rb"IEND", shot.read_bytes())
+
+
+PROBE = ("<script>document.body.setAttribute('data-probe', [window.innerWidth, document.documentElement.scrollWidth]"
+         ".concat(Array.from(document.querySelectorAll('svg.chart')).map(s => Math.round(s.getBoundingClientRect()"
+         ".width))).join(','));</script></body>")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
+                    reason="headless Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+def test_charts_fit_a_narrow_window_and_fill_a_wide_one(tmp_path):
+    """The charts used to be 560 px wide in a grid of 560 px columns: wider than a small window.
+    A copy of the page with a probe script reports the viewport, the page's width and each chart's."""
+    page = tmp_path / "probe.html"
+    page.write_text(render(page_data(), "html").replace("</body>", PROBE), encoding="utf-8")
+    seen = {}
+    for width in (500, 1400):  # headless Chromium's smallest window is 500 px wide
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},900", "--dump-dom", page.as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, timeout=60)
+        found = re.search(rb'data-probe="([\d,]+)"', proc.stdout)
+        assert found, proc.stderr.decode(errors="replace")[-2000:]
+        viewport, page_width, *charts = (int(v) for v in found.group(1).split(b","))
+        assert len(charts) == 5 and page_width <= viewport, (width, viewport, page_width)
+        assert all(w <= viewport - 20 for w in charts)
+        seen[width] = charts
+    assert min(seen[1400]) > max(seen[500])  # wider where there is room (not a fixed 560 px)

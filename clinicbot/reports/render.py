@@ -7,24 +7,20 @@ Template names are ``reports/<kind>.<format>.j2``; a deployment's ``templates_di
 replace any of them, and any other format that has a template there can be rendered (a new
 delivery target brings its own template format).
 
-The metrics page gets its charts here (``svg.py``) as ready ``Markup``: the SVG builder
-escapes every label, so the autoescaping template can embed them as they are.
+The metrics page gets its charts (``metrics_page.metrics_charts``, drawn by ``svg.py``) as ready
+``Markup``: the SVG builder escapes every label, so the autoescaping template can embed them as they are.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-from markupsafe import Markup
-
 from clinicbot import escape
-from clinicbot.svg import Series, bar_chart, hbar_chart, line_chart
 
 FORMATS = ("term", "md", "remarkup", "html", "json")
 MEDIA = FORMATS + ("chat", "text")
@@ -81,62 +77,12 @@ def render(data: Mapping[str, Any], fmt: str, *, templates_dir: str | Path | Non
                          f"reports/<kind>.<format>.j2")
     context: dict[str, Any] = {"r": data}
     if data["kind"] == "metrics" and fmt == "html":
-        context["charts"] = metrics_charts(data, history_points=history_points)
+        from clinicbot.reports.metrics_page import metrics_charts
+
+        context["charts"] = metrics_charts(data, history_points=history_points, hours=format_hours)
     return templates.render(name, **context)
 
 
 def task_url(data: Mapping[str, Any], monogram: str) -> str:
     base = str(data.get("base_url") or "")
     return f"{base.rstrip('/')}/{monogram}" if base else ""
-
-
-# --------------------------------------------------------------------------------------------
-# Charts of the metrics page
-
-
-def _daily(history: list[Mapping[str, Any]], tz_name: str, limit: int) -> "OrderedDict[str, Mapping[str, Any]]":
-    """One history record per local day (the last one), the newest ``limit`` days."""
-    local = _local(tz_name)
-    days: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
-    for rec in sorted(history, key=lambda r: r["now"]):
-        days[local(rec["now"], "%Y-%m-%d")] = rec
-    keys = list(days)[-limit:]
-    return OrderedDict((k, days[k]) for k in keys)
-
-
-def metrics_charts(data: Mapping[str, Any], *, history_points: int = 60) -> dict[str, Markup]:
-    tz_name = str(data.get("timezone") or "UTC")
-    local = _local(tz_name)
-    history = list(data.get("history") or [])
-    if not any(h.get("now") == data["now"] for h in history):
-        history.append({k: data[k] for k in ("now", "backlog", "unbreak_response", "review_response")})
-    daily = _daily(history, tz_name, history_points)
-
-    # Backlog: what was recorded, plus the reconstruction from created/closed dates, which
-    # covers the weeks before clinicbot started recording.
-    recon = {local(w["end"], "%Y-%m-%d"): w["backlog_at_end"] for w in data["weekly"]}
-    days = sorted(set(daily) | set(recon))
-    backlog = line_chart(
-        "Open tasks (backlog)", [d[5:] for d in days],
-        [Series("recorded", [daily[d]["backlog"] if d in daily else None for d in days], connect=True),
-         Series("reconstructed from created/closed dates", [recon.get(d) for d in days], connect=True)],
-        y_label="tasks")
-    weeks = data["weekly"]
-    created = bar_chart("Created vs resolved per week", [w["week"][5:] for w in weeks],
-                        [Series("created", [w["created"] for w in weeks]),
-                         Series("resolved", [w["resolved"] for w in weeks])], y_label="tasks")
-    charts = {"backlog": backlog, "created_resolved": created}
-    for key, title, sla_key in (("unbreak_response", "Unbreak Now!: time to first team response", "unbreak_now"),
-                                ("review_response", "Outside review requests: time to first team response", "review")):
-        labels = [d[5:] for d in daily]
-        series = [Series("median", [(rec.get(key) or {}).get("median") for rec in daily.values()]),
-                  Series("p90", [(rec.get(key) or {}).get("p90") for rec in daily.values()])]
-        sla = (data.get("sla_hours") or {}).get(sla_key)
-        if sla is not None:
-            series.append(Series(f"SLA {format_hours(sla)}", [float(sla)] * len(labels), dashed=True))
-        charts[key] = line_chart(title, labels, series, y_label="hours",
-                                 empty_text="no responses in the window")
-    cols = data["per_column"]
-    charts["per_column"] = hbar_chart("Open tasks per column", [f"{c['board']} / {c['column']}" for c in cols],
-                                      [c["open"] for c in cols])
-    return charts
