@@ -173,7 +173,8 @@ def test_sandbox_task_created_into_the_meeting_inbox_has_no_mover(tmp_path):
             [created_line] = [ln for ln in digest.splitlines() if "Created straight into" in ln]
             [moved_line] = [ln for ln in digest.splitlines() if "Moved into the meeting inbox" in ln]
             assert "created here" in created_line and "dave" not in created_line, (fmt, created_line)
-            assert re.search(r"moved by \W?bob", moved_line), (fmt, moved_line)
+            # The mover by the server's display name (issue 14 point 11): "Bob Brown (@bob)".
+            assert re.search(r"moved by \W?Bob Brown \W*@\u200b?bob\W", moved_line), (fmt, moved_line)
             created_item = agenda.split("Created straight into", 1)[1].split("Moved into the meeting inbox")[0]
             assert "Created here" in created_item and not re.search(r"by \W?dave", created_item), fmt
     finally:

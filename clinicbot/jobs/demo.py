@@ -49,7 +49,19 @@ SANDBOX_BOARDS: list[dict[str, Any]] = [
 ]
 
 
-def sandbox_config(url: str, token_file: str, rotation: str | None = None) -> dict[str, Any]:
+# What `clinicbot demo` adds to the sandbox config so the digest shows its finding lists
+# (reports.digest.lists) on the generated world: the review tasks still on the team's own board are
+# to move to the external review board, and tasks without real activity for 90 days (the
+# generated history spans about four months; the default is 365 days) are untag candidates.
+DEMO_CHECKS: dict[str, Any] = {
+    "review-migration": {"from_board": "Core Platform Team", "to_board": "CPT External Code Reviews",
+                         "roles": ["waiting_for_review"], "columns": {"Waiting for Review": "Review Needed"}},
+    "untag-candidate": {"days": 90},
+}
+
+
+def sandbox_config(url: str, token_file: str, rotation: str | None = None,
+                   checks: dict[str, Any] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "phabricator": {"url": url, "token_file": token_file},
         "team": {"name": "Core Platform Team", "ignored_users": ["phab-automation"]},
@@ -60,6 +72,8 @@ def sandbox_config(url: str, token_file: str, rotation: str | None = None) -> di
     }
     if rotation:
         data["rotation"] = rotation
+    if checks:
+        data["checks"] = checks
     return data
 
 
@@ -73,7 +87,7 @@ def example_rotation_text() -> str | None:
         return None
 
 
-def write_sandbox_config(path: Path, url: str, token: str) -> Path:
+def write_sandbox_config(path: Path, url: str, token: str, *, checks: dict[str, Any] | None = None) -> Path:
     """A ready-to-use config for a sandbox; the token goes in a 0600 file beside it, never in the YAML."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +102,7 @@ def write_sandbox_config(path: Path, url: str, token: str) -> Path:
         if not rot_path.exists():
             rot_path.write_text(text)
         rotation = rot_path.name
-    write_config(path, sandbox_config(url, token_path.name, rotation))
+    write_config(path, sandbox_config(url, token_path.name, rotation, checks))
     return path
 
 
@@ -136,7 +150,7 @@ def run_demo(app: App, *, size: int = 300, keep: Path | None = None) -> int:
             workdir = Path(tmp.name)
         else:
             workdir = keep
-        config_path = write_sandbox_config(workdir / "clinicbot.yaml", running.url, running.token)
+        config_path = write_sandbox_config(workdir / "clinicbot.yaml", running.url, running.token, checks=DEMO_CHECKS)
         app.config_path = config_path
         app.set_config(load_config(config_path))
         app.console.print(f"clinicbot demo: sandbox Phabricator at {running.url} "

@@ -22,13 +22,13 @@ from clinicbot.delivery.targets import (
     check_writable,
     output_path,
     parse_target,
-    report_settings,
     write_file,
 )
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK
 from clinicbot.phab.boards import parse_project, parse_task, parse_user
 from clinicbot.phab.snapshot import whoami
 from clinicbot.jobs.context import App, load_snapshot
+from clinicbot.jobs.report_lists import ListSettings, list_settings, listed_findings, reports_section
 from clinicbot.model import Snapshot
 
 
@@ -42,16 +42,19 @@ class ReportEnv:
     team: str
     base_url: str
     state_dir: Path
+    digest: ListSettings = ListSettings()  # reports.digest: caps and finding lists
+    agenda: ListSettings = ListSettings()  # reports.agenda
 
 
 def report_env(app: App) -> ReportEnv:
     config = app.config()
     # Validated once, at load (jobs/sections.py); a Config built by hand is parsed here.
-    settings = config.typed.get("reports") or report_settings(config)
+    settings = config.typed.get("reports") or reports_section(config)
     rotation = app.rotation()
     tz_name = config.get("team.timezone") or (rotation.tz_name if rotation is not None else "UTC")
     tz = timezone.utc if tz_name == "UTC" else ZoneInfo(tz_name)
-    return ReportEnv(settings, rotation, tz, str(config.get("team.name")), config.url, config.state_dir)
+    return ReportEnv(settings, rotation, tz, str(config.get("team.name")), config.url, config.state_dir,
+                     list_settings(config, "digest"), list_settings(config, "agenda"))
 
 
 def metrics_store(env: ReportEnv) -> Any:
@@ -84,9 +87,11 @@ def digest_data(app: App, env: ReportEnv, ledger: Any | None, *, since: datetime
     else:
         source = "given"
     has_ledger = ledger is not None and (env.state_dir / "ledger.json").exists()
+    lists, skipped = listed_findings(app.config(), snapshot, env.rotation, env.digest.lists)
     data = build_digest(snapshot, team=env.team, rotation=env.rotation, since=since,
                         findings=ledger.records() if has_ledger else None, tz=env.tz, base_url=env.base_url,
-                        rotation_days=env.settings.rotation_days)
+                        rotation_days=env.settings.rotation_days, caps=env.digest.caps, lists=lists,
+                        lists_skipped=skipped)
     data["since_source"] = source
     return data
 
@@ -104,9 +109,11 @@ def agenda_data(app: App, env: ReportEnv, *, meeting: date | None = None) -> dic
         meeting_at = datetime(meeting.year, meeting.month, meeting.day, hh, mm, tzinfo=env.tz)
     with metrics_store(env) as store:
         previous = store.previous_agenda(meeting_at.astimezone(env.tz).date())
+        lists, skipped = listed_findings(config, snapshot, env.rotation, env.agenda.lists)
         data = build_agenda(snapshot, team=env.team, meeting_at=meeting_at, rotation=env.rotation, previous=previous,
                             project_names=_project_names(app, snapshot), tz=env.tz, base_url=env.base_url,
-                            excerpt_chars=env.settings.excerpt_chars)
+                            excerpt_chars=env.settings.excerpt_chars, caps=env.agenda.caps, lists=lists,
+                            lists_skipped=skipped)
         # Local state, not the outside world: kept in a dry run too, so the next meeting's
         # agenda can flag carry-overs. Regenerating for the same meeting replaces the list.
         store.save_agenda(date.fromisoformat(data["meeting_date"]), agenda_task_ids(data), snapshot.now)

@@ -13,7 +13,7 @@ from typing import Any
 from clinicbot.checks import load_checks_and_settings
 from clinicbot.config import Config, register_section
 from clinicbot.delivery.senders import validate_delivery
-from clinicbot.delivery.targets import report_settings
+from clinicbot.jobs.report_lists import reports_section
 from clinicbot.jobs.schedule import parse_schedule
 
 
@@ -29,5 +29,5 @@ def _delivery(config: Config) -> dict[str, Any]:
 
 register_section("checks", _checks)
 register_section("delivery", _delivery)
-register_section("reports", report_settings)
+register_section("reports", reports_section)  # digest/agenda subsections + report_settings
 register_section("schedule", parse_schedule)  # schedule.sync included (SyncSettings.from_config)

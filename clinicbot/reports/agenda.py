@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone, tzinfo
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from clinicbot.escape import one_line
 from clinicbot.model import Snapshot
-from clinicbot.reports.common import EXCERPT_CHARS, WEEKDAYS, board_name, iso, person, task_row, unique_tasks
+from clinicbot.reports.common import (EXCERPT_CHARS, WEEKDAYS, RowCaps, board_name, iso, people, person, real_names,
+                                      task_row, unique_tasks)
+from clinicbot.reports.finding_lists import Listed, list_sections
 from clinicbot.reports.digest import arrival
 
 def next_meeting(now: datetime, weekday: str, start: str, tz: tzinfo) -> datetime:
@@ -34,11 +36,15 @@ def build_agenda(
     tz: tzinfo = timezone.utc,
     base_url: str = "",
     excerpt_chars: int = EXCERPT_CHARS,
+    caps: RowCaps | None = None,
+    lists: Sequence[Listed] = (),
+    lists_skipped: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every open task in a triage_meeting_inbox column, in the order it arrived there.
 
     ``previous``: the previous agenda as stored ({meeting, tasks}); tasks on it are flagged
-    ``carried_over``, and those no longer in the column are listed as ``left``.
+    ``carried_over``, and those no longer in the column are listed as ``left``. ``lists``: the
+    listed checks' findings, a section each (``lists``), cut at ``caps`` (the items never are).
     """
     names = {b.phid: b.name for b in snapshot.boards.values()}
     names.update(project_names or {})
@@ -59,6 +65,7 @@ def build_agenda(
         items.append({
             **task_row(snapshot, task),
             "board": board_name(snapshot, col),
+            "boards": [board_name(snapshot, c) for c in cols],  # a task in two boards' meeting inbox: one item
             "moved_by": snapshot.username(moved_by) or None,
             "arrival": how,  # "moved", "created", "tagged", or None when the history does not say
             "moved_at": iso(at),
@@ -75,9 +82,10 @@ def build_agenda(
     if rotation is not None:
         from clinicbot.rotation import on_duty as rot_on_duty
 
-        attendees = {"on_duty": [p for p in (person(m) for m in rot_on_duty(rotation, meeting_at)) if p],
-                     "manager": person(getattr(rotation, "manager", None)),
-                     "product_manager": person(getattr(rotation, "product_manager", None))}
+        real = real_names(snapshot)
+        attendees = {"on_duty": [p for p in (person(m, real) for m in rot_on_duty(rotation, meeting_at)) if p],
+                     "manager": person(getattr(rotation, "manager", None), real),
+                     "product_manager": person(getattr(rotation, "product_manager", None), real)}
     return {
         "kind": "agenda",
         "team": team,
@@ -91,6 +99,10 @@ def build_agenda(
         "items": items,
         "carried_over": sum(1 for r in items if r["carried_over"]),
         "left": sorted(previous_ids - current),
+        "lists": list_sections(snapshot, lists, caps or RowCaps(), base_url),
+        "lists_skipped": list(lists_skipped),
+        "people": people(snapshot, [u for r in items for u in (r["moved_by"], r["owner"], r["author"],
+                                                               (r["last_comment"] or {}).get("author"))]),
     }
 
 

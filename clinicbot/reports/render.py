@@ -21,26 +21,13 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from clinicbot import escape
+from clinicbot.reports.common import display_name, format_hours
 
 FORMATS = ("term", "md", "remarkup", "html", "json")
 MEDIA = FORMATS + ("chat", "text")
 _FORMAT_NAME = re.compile(r"[a-z][a-z0-9_-]*")  # a format brought by its own template (a delivery target's)
 EXTENSIONS = {"term": "txt", "md": "md", "remarkup": "remarkup", "html": "html", "json": "json", "chat": "txt",
               "text": "txt"}
-
-
-def format_hours(value: Any) -> str:
-    """Hours (float) -> '3d 4h', '5h 10m', '12m'; None -> 'n/a' (an empty metric, not zero)."""
-    if value is None:
-        return "n/a"
-    minutes = int(round(float(value) * 60))
-    days, rest = divmod(max(0, minutes), 1440)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {mins}m" if mins else f"{hours}h"
-    return f"{mins}m"
 
 
 def _local(tz_name: str):
@@ -56,11 +43,23 @@ def _local(tz_name: str):
     return local
 
 
+def who(value: Any, people: Mapping[str, str] | None = None) -> str:
+    """A person as reports show them: ``Carol Chen (@carol)``, or ``carol`` when no other name is
+    known (never ``carol (carol)``). ``value``: a person dict (``reports.common.person``) or a
+    username, looked up in ``people`` (the report's ``people`` map); None -> "unknown". Templates
+    escape the result for their medium, which breaks the ``@`` (no ping)."""
+    if isinstance(value, Mapping):
+        return display_name(str(value.get("username") or ""), str(value.get("name") or "")) or "unknown"
+    if not value:
+        return "unknown"
+    return (people or {}).get(str(value)) or display_name(str(value))
+
+
 def _templates(templates_dir: str | Path | None, tz_name: str) -> Any:
     from clinicbot.reports.templating import Templates
 
     t = Templates(templates_dir)
-    t.env.filters.update(hours=format_hours, local=_local(tz_name))
+    t.env.filters.update(hours=format_hours, local=_local(tz_name), who=who)
     return t
 
 

@@ -29,6 +29,7 @@ import jinja2
 
 from clinicbot import escape
 from clinicbot.errors import ConfigError
+from clinicbot.reports.common import format_hours
 
 
 def builtin_templates_dir() -> Path:
@@ -39,19 +40,12 @@ def builtin_templates_dir() -> Path:
 
 
 def duration(value: Any) -> str:
-    """Seconds or a timedelta -> '3d 4h', '5h 10m', '12m' (for humans, not for parsing)."""
+    """Seconds or a timedelta -> '3d 4h', '5h 10m', '12m' (the reports' one unit system:
+    :func:`clinicbot.reports.common.format_hours`); None -> '?'."""
     if value is None:
         return "?"
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    seconds = int(max(0, seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    return f"{minutes}m"
+    return format_hours(max(0.0, seconds) / 3600)
 
 
 def when(value: Any) -> str:
