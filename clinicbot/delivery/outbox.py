@@ -16,7 +16,16 @@ window* (``phabricator.settle_seconds``, default 5 × ``phabricator.timeout``): 
 write it received well after our timeout gave up; until then the intent stays pending and only
 that write (its idempotency key) waits. Reports settle their intents exactly as checks do.
 Chat and email cannot be looked up, so an unconfirmed message is assumed delivered (a missed
-ping is better than a double one); subscribing is idempotent and simply redone.
+ping is better than a double one); subscribing is idempotent and simply redone. Task edits (a
+column move, an untag, the duty TODO task) are settled by reading the task back: see
+``delivery/tasks.py``.
+
+The cap. More planned writes than ``cap`` abort the run before the first write
+(:class:`SafetyCapExceeded`), unless ``on_cap="most-urgent"``: then the ``cap`` most urgent
+writes go (severity critical > warning > info, then the oldest finding first) and the others
+are ``skipped`` as *deferred* — not delivered, not counted as handled, so the next run plans them
+again under the same idempotency keys (never twice still holds: keys of written ones are in the
+ledger).
 
 Test-only hook: with ``crash_after_write=True`` (the runner sets it from the environment
 variable ``CLINICBOT_TEST_CRASH_AFTER_WRITE=1``) the process exits with ``os._exit(137)``
@@ -44,6 +53,7 @@ from clinicbot import escape
 from clinicbot.escape import ZWSP
 from clinicbot.model import Person
 from clinicbot.state.ledger import Intent, Ledger
+from clinicbot.delivery import tasks as task_edits
 from clinicbot.delivery.senders import (  # re-exported: callers import them from here too
     ChatSender,
     DeliveryError,
@@ -58,8 +68,12 @@ from clinicbot.delivery.senders import (  # re-exported: callers import them fro
 
 log = logging.getLogger(__name__)
 
-HANDLERS = ("comment", "subscribe", "chat", "email", "console")
-WRITE_HANDLERS = frozenset({"comment", "subscribe", "chat", "email"})
+HANDLERS = ("comment", "subscribe", "chat", "email", "console", "move", "untag", "todo")
+TASK_EDITS = frozenset({"move", "untag", "todo"})  # maniphest.edit with a desired state (delivery/tasks.py)
+WRITE_HANDLERS = frozenset({"comment", "subscribe", "chat", "email"}) | TASK_EDITS
+ON_CAP = ("abort", "most-urgent")
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+OVER_CAP = "over the per-run cap (max_writes_per_run {cap}); next run"
 STATUSES = ("planned", "posted", "skipped", "failed")
 # The server's clock and ours may differ: look for the bot's comment a little before the intent.
 CLOCK_SKEW = timedelta(minutes=10)
@@ -157,6 +171,11 @@ class Action:
     extra: dict[str, Any] = field(default_factory=dict)
     already: bool = False  # skipped because the same key was delivered earlier: counts as done
     waiting: bool = False  # skipped because an earlier write here is unconfirmed: NOT done, retried
+    deferred: bool = False  # skipped because over the cap (on_cap: most-urgent): NOT done, next run
+    severity: str = ""  # of the most severe finding behind it: ranks writes when over the cap
+    since: datetime | None = None  # when the oldest finding behind it was first seen: ranks ties
+    state: dict[str, Any] | None = None  # task edits: the task's state once written (delivery/tasks.py)
+    transactions: list[dict[str, Any]] = field(default_factory=list)  # task edits: what maniphest.edit sends
 
     @property
     def is_write(self) -> bool:
@@ -191,6 +210,7 @@ class Resolution:
     transaction_phid: str | None = None
     detail: str = ""
     settling: bool = False  # unresolved only because it is younger than the settle window
+    object: dict[str, Any] | None = None  # a created task found on the server: {"id", "phid"}
 
     @property
     def delivered(self) -> bool:
@@ -213,7 +233,8 @@ class Outbox:
                  chat_sender: ChatSender | None = None, email_sender: EmailSender | None = None,
                  console: Callable[[str], None] | None = None, bot_phid: str | None = None,
                  crash_after_write: bool = False, clock: Callable[[], datetime] | None = None,
-                 settle: timedelta = timedelta(0), bot_lookup: Callable[[], str | None] | None = None):
+                 settle: timedelta = timedelta(0), bot_lookup: Callable[[], str | None] | None = None,
+                 on_cap: str = "abort"):
         self.client = client
         self.ledger = ledger
         self.apply = apply
@@ -232,6 +253,9 @@ class Outbox:
         # Finds the bot's PHID when the caller did not know it (reports): asked only when an
         # earlier comment has to be looked up.
         self.bot_lookup = bot_lookup
+        if on_cap not in ON_CAP:
+            raise ValueError(f"on_cap must be one of {', '.join(ON_CAP)}, not {on_cap!r}")
+        self.on_cap = on_cap
         self.actions: list[Action] = []
         # (handler, task PHID) pairs with an unconfirmed earlier write: nothing new goes there
         # until a later run has confirmed or ruled it out.
@@ -283,6 +307,19 @@ class Outbox:
             action.status, action.error = "failed", "email is not configured (set delivery.email.host and delivery.email.from)"
         return self._add(action)
 
+    def task_edit(self, handler: str, task: Any, transactions: list[dict[str, Any]], key: str, *, text: str,
+                  state: dict[str, Any], refs: Iterable[Any] = ()) -> Action:
+        """A ``maniphest.edit`` of ``task`` (None: create a task) that leaves it in ``state``.
+
+        ``text`` says what it does, for humans (dry run, logs); it is not sent unless a transaction
+        carries it. A created task's description is guarded like a comment."""
+        transactions = [dict(t, value=guard_remarkup(t["value"], ())) if t.get("type") in ("description", "comment")
+                        else t for t in transactions]
+        mono = f"T{task.id}" if task is not None else None
+        return self._add(Action(handler, mono, "planned", text, key, target=mono or "new task",
+                                task_phid=task.phid if task is not None else None, refs=list(refs), state=dict(state),
+                                transactions=transactions))
+
     def console_message(self, text: str, key: str, *, task: str | None = None, refs: Iterable[Any] = ()) -> Action:
         return self._add(Action("console", task, "planned", escape.one_line(text), key, target="console",
                                 refs=list(refs)))
@@ -325,6 +362,8 @@ class Outbox:
         return out
 
     def _resolve(self, intent: Intent) -> Resolution:
+        if intent.handler in TASK_EDITS and intent.state:
+            return self._resolve_edit(intent)
         if intent.handler == "comment":
             try:
                 if self.bot_phid is None and self.bot_lookup is not None:
@@ -347,6 +386,31 @@ class Outbox:
             return Resolution(intent, "assumed", detail="cannot be looked up; assumed delivered (never twice)")
         # subscribe: doing it again changes nothing if it happened.
         return Resolution(intent, "not-applied", detail="idempotent; redone if still wanted")
+
+    def _resolve_edit(self, intent: Intent) -> Resolution:
+        """A task edit's fate, from the task itself (``delivery/tasks.py``)."""
+        state = intent.state or {}
+        try:
+            if state.get("kind") == "created":
+                if self.bot_phid is None and self.bot_lookup is not None:
+                    self.bot_phid = self.bot_lookup()
+                if not self.bot_phid:
+                    return Resolution(intent, "unresolved", detail="no bot PHID to look up the created task")
+                found = task_edits.find_created(self.client, self.bot_phid, state["marker"], intent.earliest - CLOCK_SKEW)
+                if found is not None:
+                    return Resolution(intent, "found", detail=f"the task was created (T{found['id']})", object=found)
+                age = self.clock() - (intent.wall_at or intent.at)
+                if age < self.settle:
+                    return Resolution(intent, "unresolved", settling=True,
+                                      detail=f"no such task yet, but only {max(age.total_seconds(), 0):.0f} s old")
+                return Resolution(intent, "not-applied", detail="no task with its marker: it was not created")
+            item = task_edits.read_task(self.client, intent.task_phid or "")
+        except ConduitError as exc:
+            return Resolution(intent, "unresolved", detail=str(exc))
+        if item is not None and task_edits.server_state_holds(item, state, text_hash):
+            return Resolution(intent, "found", detail="the task is as the edit wanted it")
+        # An edit is idempotent: redone next time if still wanted.
+        return Resolution(intent, "not-applied", detail="the task is not as the edit wanted it: not applied")
 
     def find_own_comment(self, task_phid: str, wanted_hash: str, since: datetime) -> str | None:
         """PHID of the bot's comment on the task after ``since`` whose text hashes to ``wanted_hash``."""
@@ -383,13 +447,24 @@ class Outbox:
                 action.reason = "an earlier write here is unconfirmed; checked again next run"
         planned = self.planned_writes()
         if planned > self.cap:
-            raise SafetyCapExceeded(self.cap, planned)
+            if self.on_cap != "most-urgent":
+                raise SafetyCapExceeded(self.cap, planned)
+            self._defer_least_urgent()
         if not self.apply:
             return self.actions  # a dry run: everything stays "planned" and is shown, not sent
         for action in self.actions:
             if action.status == "planned":
                 self._perform(action)
         return self.actions
+
+    def _defer_least_urgent(self) -> None:
+        """Keep the ``cap`` most urgent planned writes; the rest are deferred to the next run."""
+        writes = [(i, a) for i, a in enumerate(self.actions) if a.status == "planned" and a.is_write]
+        far = datetime.max.replace(tzinfo=self.now.tzinfo)
+        writes.sort(key=lambda ia: (SEVERITY_RANK.get(ia[1].severity, len(SEVERITY_RANK)), ia[1].since or far, ia[0]))
+        for _, action in writes[self.cap:]:
+            action.status, action.deferred = "skipped", True
+            action.reason = OVER_CAP.format(cap=self.cap)
 
     def _perform(self, action: Action) -> None:
         if action.handler == "console":
@@ -398,7 +473,8 @@ class Outbox:
             return
         intent_id = self.ledger.record_intent(key=action.key, handler=action.handler, task_phid=action.task_phid,
                                               task=action.task, text_hash=text_hash(action.text), at=self.now,
-                                              refs=action.refs, text=action.text, wall_at=self.clock())
+                                              refs=action.refs, text=action.text, wall_at=self.clock(),
+                                              state=action.state)
         try:
             action.transaction_phid = self._write(action)
         except (ConduitWriteUncertain, DeliveryUncertain) as exc:
@@ -426,6 +502,8 @@ class Outbox:
             return self._edit(action, [{"type": "comment", "value": action.text}])
         if action.handler == "subscribe":
             return self._edit(action, [{"type": "subscribers.add", "value": action.user_phids}])
+        if action.handler in TASK_EDITS:
+            return self._edit(action, action.transactions)
         if action.handler == "chat":
             assert self.chat_sender is not None
             self.chat_sender.send(action.text)
@@ -437,7 +515,13 @@ class Outbox:
         raise ValueError(f"unknown handler {action.handler!r}")
 
     def _edit(self, action: Action, transactions: list[dict[str, Any]]) -> str | None:
-        result = self.client.call("maniphest.edit", objectIdentifier=action.task_phid, transactions=transactions)
+        if action.task_phid is None:  # a new task: no objectIdentifier
+            result = self.client.call("maniphest.edit", transactions=transactions)
+            obj = (result or {}).get("object") or {}
+            action.extra["object"] = {"id": obj.get("id"), "phid": obj.get("phid")}
+            action.task, action.task_phid = f"T{obj.get('id')}", obj.get("phid")
+        else:
+            result = self.client.call("maniphest.edit", objectIdentifier=action.task_phid, transactions=transactions)
         xactions = (result or {}).get("transactions") or []
         return (xactions[0] or {}).get("phid") if xactions else None
 
@@ -461,6 +545,6 @@ def iso_line(text: str, limit: int = 80) -> str:
 
 __all__ = [
     "Action", "ChatSender", "DeliveryError", "DeliveryUncertain", "EmailSender", "Outbox", "Recipient", "Resolution",
-    "SMTPEmailSender", "WebhookChatSender", "chat_sender_from_config", "email_sender_from_config", "guard_chat",
+    "SMTPEmailSender", "TASK_EDITS", "WebhookChatSender", "chat_sender_from_config", "email_sender_from_config", "guard_chat",
     "guard_mentions", "guard_remarkup", "text_hash", "validate_delivery",
 ]

@@ -35,6 +35,8 @@ from clinicbot.delivery.outbox import (
     validate_delivery,
 )
 from clinicbot.checks.base import Finding
+from clinicbot.delivery import tasks as task_edits
+from clinicbot.delivery.todo import TodoPlanner, current_shift, record_written
 from clinicbot.errors import EXIT_CAP, EXIT_FAILURE, EXIT_OK, ConfigError, SafetyCapExceeded
 from clinicbot.state.ledger import Ledger, Outcome, Record, iso
 from clinicbot.reports.templating import Templates
@@ -198,6 +200,8 @@ class Planner:
                 continue
             for h in d.handlers:
                 by_handler.setdefault(h, []).append(d)
+        for handler in ("move", "untag"):
+            self._task_edits(handler, by_handler.get(handler, []))
         commented_tasks = self._comments(by_handler.get("comment", []))
         self._subscribes(by_handler.get("subscribe", []), commented_tasks)
         if by_handler.get("chat"):
@@ -208,11 +212,47 @@ class Planner:
             task = f"T{d.finding.task_id}" if d.finding.task_id is not None else None
             self.outbox.console_message(f"[{d.finding.severity}] {d.finding.slug}: {d.finding.summary}",
                                         "console:" + _handling_id(d), task=task, refs=[_ref(d)])
-        known = {"comment", "subscribe", "chat", "email", "console"}
+        known = {"comment", "subscribe", "chat", "email", "console", "move", "untag", "todo"}  # todo: plan_todo
         for h, ds in by_handler.items():
             if h not in known:
                 for d in ds:
                     self.outbox.skip(h, None, f"{h}:{_handling_id(d)}", f"unknown handler {h!r}", refs=[_ref(d)])
+        self._rank(decisions)
+
+    def _rank(self, decisions: Sequence[Decision]) -> None:
+        """Each write's urgency (over the cap, on_cap: most-urgent): its most severe finding, then the oldest."""
+        by_record = {d.record.doc_id: d for d in decisions if d.record is not None}
+        order = {"critical": 0, "warning": 1, "info": 2}
+        for action in self.outbox.actions:
+            ds = [by_record[r["record"]] for r in action.refs if isinstance(r, Mapping) and r.get("record") in by_record]
+            if ds and not action.severity:
+                action.severity = min((d.finding.severity for d in ds), key=lambda s: order.get(s, 3))
+                action.since = min(d.record.created_at for d in ds if d.record is not None)
+
+    def _task_edits(self, handler: str, ds: list[Decision]) -> None:
+        """``move``: into the finding's ``to_column_phid`` (review-migration); ``untag``: remove its
+        ``untag_phids`` (untag-candidate). Nothing is planned when the task already is so."""
+        for phid, group in self._by_task(ds, handler).items():
+            task = self.snapshot.tasks[phid]
+            for d in group:
+                facts, key = d.finding.facts, f"{handler}:T{task.id}:{_short_hash([_handling_id(d)])}"
+                if handler == "move" and facts.get("to_column_phid") and facts.get("move_due", True):
+                    state = task_edits.column_state(str(facts["to_board_phid"]), str(facts["to_column_phid"]))
+                    xactions = task_edits.move_transactions(task, state["board"], state["column"])
+                    text = f"move to {facts.get('to_board')}: {facts.get('to_column')}"
+                elif handler == "untag" and facts.get("untag_phids"):
+                    state = task_edits.untag_state(facts["untag_phids"])
+                    xactions = [{"type": "projects.remove", "value": state["projects"]}]
+                    text = f"remove tag(s) {', '.join(map(str, facts.get('untag') or state['projects']))}"
+                else:
+                    why = "waits for its next column change" if facts.get("to_column_phid") else \
+                        f"nothing to {handler} in this finding (no target)"
+                    self.outbox.skip(handler, f"T{task.id}", key, why, refs=[_ref(d)])
+                    continue
+                if task_edits.holds_locally(task, state):
+                    self.outbox.skip(handler, f"T{task.id}", key, "already done on the task", refs=[_ref(d)])
+                    continue
+                self.outbox.task_edit(handler, task, xactions, key, text=text, state=state, refs=[_ref(d)])
 
     def _by_task(self, ds: list[Decision], handler: str) -> dict[str, list[Decision]]:
         grouped: dict[str, list[Decision]] = {}
@@ -339,8 +379,11 @@ def record_outcomes(ledger: Ledger, decisions: Sequence[Decision], actions: Sequ
         outcomes = [Outcome(a.handler, "posted" if a.done else a.status, iso(now), text_hash(a.text) if a.text else "",
                             a.transaction_phid, a.error or a.reason) for a in acts]
         # Skipped for a reason that will not change (snoozed, nobody to email) counts as handled;
-        # skipped while an earlier write is unconfirmed does not: the next run settles it first.
-        handled = any(a.done for a in acts) or all(a.status == "skipped" and not a.waiting for a in acts)
+        # skipped while an earlier write is unconfirmed does not: the next run settles it first. A
+        # write deferred over the cap keeps the whole handling open: the next run plans it again
+        # (the keys of what did go out this run are delivered: they are not written twice).
+        handled = not any(a.deferred for a in acts) and (
+            any(a.done for a in acts) or all(a.status == "skipped" and not a.waiting for a in acts))
         ledger.note_handled(d.record.doc_id, now, outcomes, escalations=d.escalations, handled=handled)
         if any(a.done for a in acts) and d.finding.slug == "rotation-notice":
             ledger.mark_notice_told(str(d.finding.facts.get("notice_key") or d.finding.key), now, d.finding.summary)
@@ -449,17 +492,20 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
             email_sender=email_sender if email_sender is not None else email_sender_from_config(delivery, app.env),
             console=console or (lambda text: app.console.print(text, markup=False, highlight=False)),
             bot_phid=snapshot.bot_phid, crash_after_write=app.env.get(CRASH_ENV) == "1",
-            clock=app.wall_clock, settle=settle_window(config),
+            clock=app.wall_clock, settle=settle_window(config), on_cap=str(config.get("on_cap")),
         )
         result = CheckRunResult(apply, now, findings, failures, recipients=recipients, on_duty_note=note)
         result.resolutions = outbox.resolve_pending()
         with ledger.batch():
             apply_resolutions(ledger, result.resolutions)
+            record_written(ledger, (), result.resolutions, now)
             result.decisions = _decisions(ledger, findings, settings, snapshot, now)
             result.cleared = ledger.clear_missing({f.key for f in findings}, now, slugs=ran, task_id=task)
         planner = Planner(outbox, Templates(config.templates_dir), snapshot, recipients, note,
                           str(config.get("team.name")), config.url, now)
         planner.plan(result.decisions)
+        if only is None and task is None:  # a narrowed run does not see the whole checklist
+            plan_todo(planner, ledger, settings, result.decisions, rotation, str(config.get("team.name")), ran)
         try:
             outbox.deliver()
         except SafetyCapExceeded as exc:
@@ -472,10 +518,23 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
         if apply:
             with ledger.batch():
                 record_outcomes(ledger, result.decisions, outbox.actions, now)
+                record_written(ledger, outbox.actions, (), now)
                 ledger.prune(now)
         return result
     finally:
         ledger.close()
+
+
+def plan_todo(planner: Planner, ledger: Ledger, settings: Mapping[str, Any], decisions: Sequence[Decision],
+              rotation: Any, team: str, ran: set[str]) -> None:
+    """The ``todo`` handler: the shift's checklist task holds the findings of the checks that use it
+    (snoozed ones too: they are still there); items of a check that failed this run stay as they were."""
+    findings = [d.finding for d in decisions if "todo" in _setting(settings.get(d.finding.slug), "handlers", ())]
+    statuses = [s.value for s in planner.snapshot.statuses if s.closed]
+    closed = "resolved" if "resolved" in statuses or not statuses else statuses[0]
+    todo = TodoPlanner(planner.outbox, ledger, planner.templates.render, planner.now, closed_status=closed, team=team)
+    with ledger.batch():
+        todo.plan(current_shift(rotation, planner.now), planner.recipients, findings, ran=ran)
 
 
 def _decisions(ledger: Ledger, findings: list[Finding], settings: Mapping[str, Any], snapshot: Any,

@@ -18,7 +18,7 @@ Durability rules (the ledger is the bot's conscience, losing it means duplicate 
 
 Tables: ``_meta`` (schema version), ``records`` (one per slug/task/episode), ``intents`` (write
 intents and their outcomes), ``delivered`` (idempotency keys of deliveries), ``snoozes``,
-``notices`` (rotation notices told once). Times are stored as ISO 8601 UTC strings.
+``notices`` (rotation notices told once), ``todos`` (the duty TODO task of each shift). Times are stored as ISO 8601 UTC strings.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from clinicbot.state.records import (  # re-exported: the ledger's callers take 
     Outcome,
     Record,
     Snooze,
+    Todo,
     _upgrade,
     validate_tables,
 )
@@ -405,7 +406,7 @@ class Ledger:
     # -- write intents -------------------------------------------------------------------------
     def record_intent(self, *, key: str, handler: str, task_phid: str | None, task: str | None,
                       text_hash: str, at: datetime, refs: Iterable[Any] = (), text: str = "",
-                      wall_at: datetime | None = None) -> int:
+                      wall_at: datetime | None = None, state: Mapping[str, Any] | None = None) -> int:
         """Written (and on disk) *before* the write it announces; see ``Outbox.resolve_pending``.
 
         ``at`` is the run's reference time; ``wall_at`` the real clock, which is what the server
@@ -414,6 +415,7 @@ class Ledger:
             "key": key, "handler": handler, "task_phid": task_phid, "task": task, "text_hash": text_hash,
             "at": iso(at), "wall_at": iso(wall_at or at), "status": "pending", "refs": list(refs),
             "text": text[:2000], "resolved_at": None, "transaction_phid": None, "error": "",
+            "state": dict(state) if state is not None else None,
         })
 
     def finish_intent(self, doc_id: int, status: str, at: datetime, *, transaction_phid: str | None = None,
@@ -460,6 +462,29 @@ class Ledger:
         if not self.notice_told(key):
             self.table("notices").insert({"key": key, "at": iso(at), "text": text[:500]})
 
+    # -- duty TODO tasks (delivery/todo.py) -----------------------------------------------------
+    def todo(self, shift: str) -> Todo | None:
+        doc = self.table("todos").get(Query().shift == shift)
+        return Todo.from_doc(doc) if doc else None
+
+    def open_todos(self) -> list[Todo]:
+        """TODO records not closed yet, oldest shift first."""
+        docs = self.table("todos").search(Query().closed_at == None)  # noqa: E711 (TinyDB query)
+        return sorted((Todo.from_doc(d) for d in docs), key=lambda t: (t.start, t.doc_id))
+
+    def save_todo(self, shift: str, **fields: Any) -> Todo:
+        """Create or update the record of ``shift`` (times as datetimes; they are stored as ISO)."""
+        fields = {k: iso(v) if isinstance(v, datetime) else v for k, v in fields.items()}
+        table = self.table("todos")
+        if table.contains(Query().shift == shift):
+            table.update(fields, Query().shift == shift)
+        else:
+            table.insert({"shift": shift, "end": None, "members": [], "task_phid": None, "task_id": None, "items": [],
+                          "description_hash": "", "closed_at": None, **fields})
+        todo = self.todo(shift)
+        assert todo is not None
+        return todo
+
     # -- housekeeping ------------------------------------------------------------------------------
     def prune(self, now: datetime, *, keep_days: int = 180) -> int:
         """Forget cleared records, finished intents and deliveries older than ``keep_days``."""
@@ -475,6 +500,7 @@ class Ledger:
         removed += len(self.table("intents").remove(lambda d: d.get("status") != "pending" and old(d["at"])))
         removed += len(self.table("delivered").remove(lambda d: old(d["at"])))
         removed += len(self.table("snoozes").remove(lambda d: old(d["until"])))
+        removed += len(self.table("todos").remove(lambda d: d.get("closed_at") is not None and old(d["closed_at"])))
         self._forget_index()
         self._delivered = None
         return removed

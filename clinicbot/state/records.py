@@ -90,6 +90,9 @@ class Intent:
     refs: list[Any]
     text: str = ""
     wall_at: datetime | None = None
+    # Task edits (move, untag, todo): what the task looks like once the write happened, so an
+    # unconfirmed write is settled by reading the task (delivery/tasks.py). None for comments.
+    state: dict[str, Any] | None = None
 
     @property
     def earliest(self) -> datetime:
@@ -101,7 +104,31 @@ class Intent:
         return cls(doc_id=doc.doc_id, key=doc["key"], handler=doc["handler"],  # type: ignore[attr-defined]
                    task_phid=doc.get("task_phid"), task=doc.get("task"), text_hash=doc.get("text_hash", ""),
                    at=parse_iso(doc["at"]), status=doc.get("status", "pending"),  # type: ignore[arg-type]
-                   refs=list(doc.get("refs") or []), text=doc.get("text", ""), wall_at=parse_iso(doc.get("wall_at")))
+                   refs=list(doc.get("refs") or []), text=doc.get("text", ""), wall_at=parse_iso(doc.get("wall_at")),
+                   state=doc.get("state"))
+
+
+@dataclass
+class Todo:
+    """The checklist task of one duty shift: which task, what it lists, what it says now."""
+
+    doc_id: int
+    shift: str  # stable id: the shift's start and members
+    start: datetime
+    end: datetime | None
+    members: list[str]
+    task_phid: str | None
+    task_id: int | None
+    items: list[dict[str, Any]]  # {"key", "summary", "task", "severity", "open"} in order of appearance
+    description_hash: str
+    closed_at: datetime | None
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> "Todo":
+        return cls(doc_id=doc.doc_id, shift=doc["shift"], start=parse_iso(doc["start"]),  # type: ignore[attr-defined,arg-type]
+                   end=parse_iso(doc.get("end")), members=list(doc.get("members") or []),
+                   task_phid=doc.get("task_phid"), task_id=doc.get("task_id"), items=list(doc.get("items") or []),
+                   description_hash=doc.get("description_hash", ""), closed_at=parse_iso(doc.get("closed_at")))
 
 
 @dataclass
@@ -155,13 +182,17 @@ _SHAPES: dict[str, dict[str, tuple[str, bool]]] = {
     "intents": {"key": ("str", True), "handler": ("str", True), "task_phid": ("str?", False),
                 "task": ("str?", False), "text_hash": ("str", False), "at": ("time", True),
                 "wall_at": ("time?", False), "status": ("str", False), "refs": ("list?", False),
-                "text": ("str", False), "resolved_at": ("time?", False)},
+                "text": ("str", False), "resolved_at": ("time?", False), "state": ("dict?", False)},
     "delivered": {"key": ("str", True), "at": ("time", True)},
     "snoozes": {"target": ("str", True), "until": ("time", True), "at": ("time", True), "reason": ("str", False)},
     "notices": {"key": ("str", True), "at": ("time", True)},
+    # The duty TODO task of one shift (delivery/todo.py).
+    "todos": {"shift": ("str", True), "start": ("time", True), "end": ("time?", False), "members": ("list?", False),
+              "task_phid": ("str?", False), "task_id": ("int?", False), "items": ("list?", False),
+              "description_hash": ("str", False), "closed_at": ("time?", False)},
 }
 _KIND_NAMES = {"str": "a string", "int": "a whole number", "bool": "true or false", "list": "a list",
-               "time": "an ISO 8601 time"}
+               "dict": "an object", "time": "an ISO 8601 time"}
 
 
 def _fits(value: Any, kind: str) -> bool:
@@ -177,6 +208,8 @@ def _fits(value: Any, kind: str) -> bool:
         return isinstance(value, bool)
     if kind == "list":
         return isinstance(value, list)
+    if kind == "dict":
+        return isinstance(value, dict)
     if kind == "time":
         if not isinstance(value, str):
             return False
@@ -218,4 +251,7 @@ def validate_tables(tables: Mapping[str, Any]) -> str | None:
                     return f"{where}: field 'escalations' should be a list of whole numbers"
                 if any(not isinstance(p, str) for p in doc.get("project_phids") or []):
                     return f"{where}: field 'project_phids' should be a list of strings"
+            if table == "todos" and any(not isinstance(i, dict) or not isinstance(i.get("key"), str)
+                                        for i in doc.get("items") or []):
+                return f"{where}: field 'items' should be a list of objects with a 'key'"
     return None
