@@ -85,14 +85,17 @@ def merge_items(items: Sequence[Mapping[str, Any]], findings: Iterable[Any],
         if f is None and judged is not None and item.get("slug") not in judged:
             out.append(dict(item))
             continue
-        out.append({**item, "open": f is not None, **(_item(f) if f is not None else {})})
+        out.append({**item, "open": f is not None})
     out += [{**_item(f), "open": True} for f in current.values()]
     return out
 
 
 def _item(finding: Any) -> dict[str, Any]:
-    return {"key": finding.key, "summary": finding.summary, "slug": finding.slug, "severity": finding.severity,
-            "task": f"T{finding.task_id}" if finding.task_id is not None else None}
+    """An item says what it is about as first seen: the task's title, or (no task) the summary. Not
+    the summary of a task finding: its ages change every run, and the description would with them."""
+    text = (finding.facts or {}).get("title") if finding.task_id is not None else None
+    return {"key": finding.key, "summary": str(text or finding.summary), "slug": finding.slug,
+            "severity": finding.severity, "task": f"T{finding.task_id}" if finding.task_id is not None else None}
 
 
 @dataclass
