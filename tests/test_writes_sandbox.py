@@ -14,24 +14,11 @@ import pytest
 import yaml
 
 from clinicbot.state.ledger import Ledger
-from test_runner_sandbox import NOW, REPO, Clock, make_config, run, run_json  # noqa: F401
-from clinicbot.sandbox import Sandbox, generate_scenario
+from test_runner_sandbox import NOW, REPO, clock, make_config, run, run_json, sandbox, scenario  # noqa: F401 (fixtures)
+from clinicbot.sandbox import Sandbox
 
 OLD, NEW = "Core Platform Team", "CPT External Code Reviews"
 MIGRATION = {"from_board": OLD, "to_board": NEW, "columns": {"Waiting for Review": "Review Needed"}}
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return generate_scenario(NOW)
-
-
-@pytest.fixture
-def sandbox(scenario):
-    sb = Sandbox(scenario=scenario, clock=Clock(NOW))
-    sb.start()
-    yield sb
-    sb.stop()
 
 
 def configure(path: Path, checks: dict[str, Any], **top: Any) -> Path:

@@ -9,35 +9,16 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 
 from clinicbot.delivery.todo import Shift, merge_items
 from clinicbot.checks.base import Finding
-from clinicbot.sandbox import Sandbox, generate_scenario
+from clinicbot.sandbox import Sandbox
 from clinicbot.state.ledger import Ledger
-from test_runner_sandbox import NOW, REPO, Clock, make_config, run_json
+from test_runner_sandbox import NOW, REPO, clock, make_config, run_json, sandbox, scenario  # noqa: F401 (fixtures)
 from test_writes_sandbox import configure
 
 TODO = {"untriaged": {"handlers": ["todo"]}}
 HANDOFF = datetime(2026, 11, 24, 9, 30, tzinfo=NOW.tzinfo)  # frank joins carol and dave at 09:00
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return generate_scenario(NOW)
-
-
-@pytest.fixture
-def clock():
-    return Clock(NOW)
-
-
-@pytest.fixture
-def sandbox(scenario, clock):
-    sb = Sandbox(scenario=scenario, clock=clock)
-    sb.start()
-    yield sb
-    sb.stop()
 
 
 def todo_tasks(sb: Sandbox) -> list[Any]:
