@@ -168,7 +168,7 @@ def test_a_mistaken_declaration_fails_when_the_class_is_defined(attrs, attr):
 
 def test_the_column_checks_of_the_builtins_are_dwell_declarations():
     dwell = {c.slug for c in builtin_checks() if isinstance(c, ColumnDwellCheck)}
-    assert dwell == {"untriaged", "review-needed", "waiting-for-review"}
+    assert dwell == {"untriaged", "review-needed", "waiting-for-review", "discussing-unanswered"}
 
 
 def test_a_declaration_in_the_class_statement_takes_its_docstring_as_description_and_a_fitting_summary():

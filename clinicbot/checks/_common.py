@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from clinicbot.checks.base import CheckContext, Finding
 from clinicbot.checks.hours import age, in_days, in_hours
-from clinicbot.model import Column, Snapshot, Task, iso
+from clinicbot.model import COLUMN_ROLES, Column, Snapshot, Task, iso
 
 
 def setting(ctx: CheckContext, key: str, default: Any) -> Any:
@@ -43,6 +43,21 @@ def response_exclusions(snapshot: Snapshot, task: Task) -> frozenset[str]:
     if task.author_phid:
         excluded.add(task.author_phid)
     return frozenset(excluded)
+
+
+def team_answer(snapshot: Snapshot, task: Task, since: datetime) -> Any:
+    """The team's first response to ``task`` after ``since`` (a timeline Event), None when nobody
+    on the team has answered or the task has no history."""
+    timeline = snapshot.timelines.get(task.phid)
+    if timeline is None:
+        return None
+    return timeline.first_response(since, exclude=response_exclusions(snapshot, task), responders=responders(snapshot))
+
+
+def valid_roles(value: list) -> str | None:
+    """Validator of settings that list column roles."""
+    bad = [r for r in value if r not in COLUMN_ROLES]
+    return f"unknown column role(s) {bad}; roles are: {', '.join(COLUMN_ROLES)}" if bad else None
 
 
 def is_engineer(snapshot: Snapshot, phid: str | None) -> bool:
@@ -165,6 +180,11 @@ def describe_age(ctx: CheckContext, delta: Any, unit: str) -> str:
         return plural(n, f"{working}hour")
     n = in_days(ctx, delta)
     return plural(n, f"{working}day")
+
+
+def describe_span(ctx: CheckContext, delta: Any) -> str:
+    """'5 hours' below two days (working days with business hours), '3 days' from there on."""
+    return describe_age(ctx, delta, "days" if in_days(ctx, delta) >= 2 else "hours")
 
 
 def age_facts(ctx: CheckContext, since: datetime, waited: Any, **thresholds: Any) -> dict[str, Any]:

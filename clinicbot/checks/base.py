@@ -44,6 +44,9 @@ class CheckContext:
     # clinicbot.checks.exempt.Exempt or None: the tasks this check leaves alone. The registry drops
     # findings about them; a finding listing several tasks leaves them out itself (_common.exempt).
     exempt: Any = None
+    # (key, message) -> ConfigError naming the config file: for a setting that names something the
+    # snapshot must resolve (a board); raise it with a key under "checks.<slug>." to stop the run
+    config_error: Any = None
 
 
 class Check(Protocol):

@@ -33,7 +33,13 @@ from clinicbot.checks.base import SEVERITIES, Check, CheckContext, CheckFunction
 from clinicbot.checks.exempt import drop_exempt
 from clinicbot.checks.migration import ReviewMigrationCheck
 from clinicbot.checks.notices import RotationNoticeCheck
-from clinicbot.checks.reviews import ReviewNeededCheck, WaitingForReviewCheck
+from clinicbot.checks.hygiene import UnassignedOnInternalBoardCheck
+from clinicbot.checks.reviews import (
+    DiscussingAnsweredCheck,
+    DiscussingUnansweredCheck,
+    ReviewNeededCheck,
+    WaitingForReviewCheck,
+)
 from clinicbot.checks.settings import (
     CheckSettings,
     ErrorFactory,
@@ -61,10 +67,13 @@ BUILTIN_CHECK_CLASSES: tuple[type, ...] = (
     UnprioritisedCheck,
     ReviewNeededCheck,
     WaitingForReviewCheck,
+    DiscussingUnansweredCheck,
     StaleInProgressCheck,
     CookieLickingCheck,
+    UnassignedOnInternalBoardCheck,
     ReviewMigrationCheck,
     UntagCandidateCheck,
+    DiscussingAnsweredCheck,
     RotationNoticeCheck,
 )
 
@@ -238,6 +247,7 @@ def context_factory(
             business_hours=team.business_hours if own is not None and own.business_hours else None,
             # names resolved now: a project nobody can find is a ConfigError naming the key
             exempt=own.exempt.bind(snapshot) if own is not None and own.exempt else None,
+            config_error=own.error if own is not None else default_error,
         )
 
     return make

@@ -57,6 +57,8 @@ class CheckSettings:
     business_hours: bool = False
     path: str | None = None  # "package.module:function" for a custom check
     exempt: Exemptions = field(default_factory=Exemptions)  # tasks the check leaves alone (checks/exempt.py)
+    # makes the errors of names resolved per run (a board the check names) say the config file
+    error: ErrorFactory = field(default=default_error, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,7 @@ def _one(check: Any, slug: str, raw: Mapping[str, Any], error: ErrorFactory) -> 
         business_hours=business_hours,
         path=path,
         exempt=exempt,
+        error=error,
     )
 
 

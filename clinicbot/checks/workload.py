@@ -29,21 +29,17 @@ from clinicbot.checks._common import (
     plural,
     setting,
     task_finding,
+    valid_roles,
     where,
 )
 from clinicbot.checks.base import CheckContext, Finding
 from clinicbot.checks.hours import age, days_threshold
-from clinicbot.model import COLUMN_ROLES, Snapshot, Task
+from clinicbot.model import Snapshot, Task
 
 # Columns where an owner is legitimately waiting on others (reviews, deployment), where the
 # work is done, or that stale-in-progress already watches: an idle owner there is not licking.
 IDLE_EXCLUDED_ROLES = ["doing", "blocked", "review_needed", "review_in_progress", "waiting_for_review",
                        "waiting_for_deployment", "done"]
-
-
-def _valid_roles(value: list) -> str | None:
-    bad = [r for r in value if r not in COLUMN_ROLES]
-    return f"unknown column role(s) {bad}; roles are: {', '.join(COLUMN_ROLES)}" if bad else None
 
 
 def _roles_of(snapshot: Snapshot, task: Task) -> set[str]:
@@ -86,7 +82,7 @@ class CookieLickingCheck:
                    "a task and has done nothing on it for `idle_days`.")
     defaults: Mapping[str, Any] = {"max_claimed": 5, "idle_days": 14, "idle_excluded_roles": IDLE_EXCLUDED_ROLES}
     setting_types: Mapping[str, Any] = {"max_claimed": int, "idle_days": (int, float), "idle_excluded_roles": list}
-    validators: Mapping[str, Any] = {"idle_excluded_roles": _valid_roles}
+    validators: Mapping[str, Any] = {"idle_excluded_roles": valid_roles}
 
     def run(self, ctx: CheckContext) -> list[Finding]:
         snapshot = ctx.snapshot
