@@ -6,6 +6,9 @@ Every definition here is spelled out in ``docs/reports.md``; keep the two in ste
   projects; *unsized* have no points, *unprioritised* have the "triage" priority;
 * *created* / *resolved* count team tasks created / closed inside the window;
 * *untouched* are open backlog tasks with no human activity after creation, or none in N days;
+* *incoming* tasks are those that became team tasks inside the window; for each, the time to
+  the first team response, the time in the Inbox and the time to close (github/issue-metrics'
+  three clocks), overall and per duty shift (the shift on duty when the task arrived);
 * durations (age, time to first team response) are summarised as count, mean, median and
   90th percentile (linear interpolation between closest ranks), in hours; an empty set gives
   ``None`` everywhere, which reports show as "n/a".
@@ -20,9 +23,10 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from clinicbot.model import Snapshot, Task
+from clinicbot.timeline import RESPONSE_KINDS
 
 DEFAULT_WINDOW_DAYS = 30
 DEFAULT_UNTOUCHED_DAYS = 14
@@ -208,6 +212,122 @@ def first_team_response(snapshot: Snapshot, task: Task, start: datetime) -> Resp
 
 
 # --------------------------------------------------------------------------------------------
+# Incoming tasks: three clocks per task, read in one pass over its timeline
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """When a task became a team task, and when its three clocks stopped (None: still running)."""
+
+    task: Task
+    arrived: datetime
+    responded: datetime | None  # the first team response strictly after arrival
+    inbox: tuple[datetime, datetime | None] | None  # its first stay in an Inbox column; None: never there
+    closed: datetime | None  # closed (now) at, if not before it arrived
+
+    def hours(self, end: datetime | None, start: datetime | None = None) -> float | None:
+        return None if end is None else hours_between(start or self.arrived, end)
+
+
+def incoming_clock(snapshot: Snapshot, task: Task, *, inbox: Mapping[str, frozenset[str]],
+                   human_exclude: frozenset[str]) -> Incoming:
+    """Arrival, first team response, first Inbox stay and close of ``task``: one pass over its events.
+
+    *Arrival*: creation, unless the task was created outside the team and a team project was added
+    later (the first team-project event is an addition after the creation second, and every team
+    project the task has now was added by an event): then that moment. *Response*: as
+    :meth:`Timeline.first_response` (a comment, owner, priority or status change, or a move to
+    another column, by a team member who is not the author nor a bot). *Inbox stay* (``inbox``:
+    board PHID -> its inbox columns): entered by a move into an Inbox column, or by arriving on the
+    board while the first move there leaves an Inbox column (or no move at all while the task is
+    in one now: the board's default column); left by the next move to another column on that
+    board, by the board's project being removed, or by closing.
+    """
+    team, created = snapshot.team_project_phids, task.created
+    timeline = snapshot.timelines.get(task.phid)
+    events = timeline.events if timeline is not None else ()
+    first_team: tuple[datetime, bool] | None = None  # the first team-project event: (at, an addition)
+    team_added: set[str] = set()
+    responses: list[Any] = []
+    exclude = human_exclude | ({task.author_phid} if task.author_phid else set())
+    board_at: dict[str, datetime] = {}  # inbox board -> when the task (first) went onto it
+    moved: set[str] = set()  # inbox boards on which a real move was seen
+    enter: datetime | None = None
+    left: datetime | None = None
+    where: str | None = None  # the board of the stay
+    for e in events:
+        kind = e.kind
+        if kind == "projects":
+            added, removed = set(e.new or ()), set(e.old or ())
+            if first_team is None and (added | removed) & team:
+                first_team = (e.at, not removed & team)
+            team_added |= added & team
+            for b in added & inbox.keys():
+                board_at.setdefault(b, e.at)
+            if where in removed and left is None:
+                left = e.at
+        elif kind == "column" and not e.is_reorder:
+            b = e.board_phid or ""
+            cols = inbox.get(b)
+            if cols is None:
+                pass
+            elif enter is None:
+                if e.column_phid in cols:
+                    enter, where = e.at, b
+                elif b not in moved and cols & set(e.from_column_phids):
+                    enter, left, where = board_at.get(b, created), e.at, b
+                moved.add(b)
+            elif left is None and b == where and e.column_phid not in cols:
+                left = e.at
+        if kind in RESPONSE_KINDS and not e.is_reorder and e.author_phid in snapshot.team_member_phids \
+                and e.author_phid not in exclude:
+            responses.append(e.at)
+    start = created
+    if first_team is not None and first_team[1] and first_team[0] > created \
+            and not (set(task.project_phids) & team) - team_added:
+        start = first_team[0]
+    if enter is None:  # no move: in an Inbox column now means there since it went onto the board
+        for b, cols in inbox.items():
+            if b not in moved and task.columns.get(b) in cols:
+                enter, where = max(board_at.get(b, created), created), b
+                break
+    closed = closed_at(task)
+    if enter is not None and left is None and closed is not None and closed >= enter:
+        left = closed
+    return Incoming(task, start, next((at for at in responses if at > start), None),
+                    None if enter is None else (enter, left), closed if closed is not None and closed >= start else None)
+
+
+def incoming_tasks(snapshot: Snapshot, tasks: Sequence[Task], since: datetime, now: datetime) -> list[Incoming]:
+    """The team tasks that arrived in ``[since, now]``, with their clocks (oldest arrival first).
+    A task created before ``since`` and not modified since cannot have arrived in the window; one
+    whose history the server did not return is left out (nothing can be said about its clocks)."""
+    inbox: dict[str, frozenset[str]] = {}
+    for c in snapshot.columns_with_role("inbox"):
+        inbox[c.board_phid] = inbox.get(c.board_phid, frozenset()) | {c.phid}
+    exclude = snapshot.non_human_phids()
+    clocks = (incoming_clock(snapshot, t, inbox=inbox, human_exclude=exclude)
+              for t in tasks if (t.created >= since or t.modified >= since) and t.phid in snapshot.timelines)
+    return sorted((c for c in clocks if since <= c.arrived <= now), key=lambda c: (c.arrived, c.task.id))
+
+
+def incoming_stats(population: Sequence[Incoming]) -> dict[str, Any]:
+    """The three clocks of a population: statistics of those that stopped, counts of those running."""
+    def stay(c: Incoming) -> float | None:
+        return None if c.inbox is None else c.hours(c.inbox[1], c.inbox[0])
+
+    return {
+        "incoming": len(population),
+        "first_response": DurationStats.of(h for c in population if (h := c.hours(c.responded)) is not None).to_dict(),
+        "unanswered": sum(1 for c in population if c.responded is None),
+        "time_in_inbox": DurationStats.of(h for c in population if (h := stay(c)) is not None).to_dict(),
+        "still_in_inbox": sum(1 for c in population if c.inbox is not None and c.inbox[1] is None),
+        "time_to_close": DurationStats.of(h for c in population if (h := c.hours(c.closed)) is not None).to_dict(),
+        "still_open": sum(1 for c in population if c.closed is None),
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # The metrics
 
 
@@ -229,6 +349,8 @@ class Metrics:
     unbreak_unanswered: int
     review_response: DurationStats
     review_unanswered: int
+    incoming: dict[str, Any] = field(default_factory=lambda: incoming_stats(()))
+    incoming_per_shift: list[dict[str, Any]] = field(default_factory=list)
     unbreak_tasks: list[dict[str, Any]] = field(default_factory=list)
     review_tasks: list[dict[str, Any]] = field(default_factory=list)
     per_shift: list[dict[str, Any]] = field(default_factory=list)
@@ -251,6 +373,11 @@ class Metrics:
             "age": self.age.to_dict(),
             "unbreak_response": self.unbreak_response.to_dict(),
             "review_response": self.review_response.to_dict(),
+            # The incoming tasks' clocks, flat for the history's trends.
+            "incoming": self.incoming["incoming"],
+            "incoming_response": self.incoming["first_response"],
+            "inbox_time": self.incoming["time_in_inbox"],
+            "time_to_close": self.incoming["time_to_close"],
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -264,6 +391,8 @@ class Metrics:
             "unbreak_tasks": self.unbreak_tasks,
             "review_tasks": self.review_tasks,
             "per_shift": self.per_shift,
+            "incoming_clocks": self.incoming,
+            "incoming_per_shift": self.incoming_per_shift,
             "per_column": self.per_column,
             "weekly": self.weekly,
             "oldest": self.oldest,
@@ -354,6 +483,10 @@ def compute_metrics(
             reviews.append(first_team_response(snapshot, t, start))
 
     per_shift = _per_shift(created_in_window, ubn, reviews, never_ids, on_duty) if on_duty else []
+    incoming = incoming_tasks(snapshot, tasks, since, now)
+    by_shift: dict[str, list[Incoming]] = {}
+    for c in incoming if on_duty else ():
+        by_shift.setdefault(shift_name(on_duty, c.arrived), []).append(c)
     oldest = sorted(open_tasks, key=lambda t: (t.created, t.id))[:10]
     return Metrics(
         now=now,
@@ -372,6 +505,8 @@ def compute_metrics(
         unbreak_unanswered=sum(1 for r in ubn if r.responded_at is None),
         review_response=DurationStats.of(r.hours for r in reviews if r.hours is not None),
         review_unanswered=sum(1 for r in reviews if r.responded_at is None),
+        incoming=incoming_stats(incoming),
+        incoming_per_shift=[{"shift": name, **incoming_stats(by_shift[name])} for name in sorted(by_shift)],
         unbreak_tasks=[_response_row(snapshot, r, now) for r in sorted(ubn, key=lambda r: r.start)],
         review_tasks=[_response_row(snapshot, r, now) for r in sorted(reviews, key=lambda r: r.start)],
         per_shift=per_shift,
@@ -400,8 +535,7 @@ def _per_shift(created: Sequence[Task], ubn: Sequence[Response], reviews: Sequen
     to "(nobody)". Arrival: creation for new tasks; becoming UBN / a review request for those.
     """
     def shift(at: datetime) -> str:
-        names = list(on_duty(at))
-        return ", ".join(names) if names else "(nobody)"
+        return shift_name(on_duty, at)
 
     rows: dict[str, dict[str, Any]] = {}
 
@@ -427,3 +561,9 @@ def _per_shift(created: Sequence[Task], ubn: Sequence[Response], reviews: Sequen
         r["review_response"] = DurationStats.of(r.pop("_review")).to_dict()
         out.append(r)
     return out
+
+
+def shift_name(on_duty: DutyLookup, at: datetime) -> str:
+    """A shift by its engineers ("alice, bob"); "(nobody)" when nobody was on duty."""
+    names = list(on_duty(at))
+    return ", ".join(names) if names else "(nobody)"

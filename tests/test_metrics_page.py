@@ -40,7 +40,7 @@ def page_data(history: int = 5):
 
 def test_page_is_self_contained_with_svg_charts():
     html = render(page_data(), "html")
-    assert html.count("<svg") == 5 and html.count('class="chart"') == 5
+    assert html.count("<svg") == 6 and html.count('class="chart"') == 6
     for external in ("<script", "<link", "@import", "src=", "url("):
         assert external not in html
     assert "@media print" in html
@@ -53,7 +53,7 @@ def test_page_is_self_contained_with_svg_charts():
 def test_page_with_no_data_at_all_renders():
     data = build_metrics_report(compute_metrics(snapshot([], {})), team="Core")
     html = render(data, "html")
-    assert html.count("<svg") == 5 and html.count("not enough data yet") >= 2
+    assert html.count("<svg") == 6 and html.count("not enough data yet") >= 3
 
 
 def charts_of(html: str) -> dict[str, str]:
@@ -65,7 +65,8 @@ def test_on_a_first_run_the_response_charts_say_not_enough_data_yet():
     """One computation, no history: a single point per response chart is no trend (it used to be an
     empty frame with a lone SLA line). The numbers themselves are in the tables."""
     charts = charts_of(render(page_data(history=0), "html"))
-    for title in ("Unbreak Now!: time to first team response", "Outside review requests: time to first team response"):
+    for title in ("Incoming tasks: time to first team response", "Unbreak Now!: time to first team response",
+                  "Outside review requests: time to first team response"):
         assert "not enough data yet" in charts[title] and "<polyline" not in charts[title]
     assert "not enough data yet" not in charts["Open tasks (backlog)"]  # reconstructed from dates
     # With a few days of history the lines are drawn.
@@ -177,7 +178,7 @@ def test_charts_fit_a_narrow_window_and_fill_a_wide_one(tmp_path):
         found = re.search(rb'data-probe="([\d,]+)"', proc.stdout)
         assert found, proc.stderr.decode(errors="replace")[-2000:]
         viewport, page_width, *charts = (int(v) for v in found.group(1).split(b","))
-        assert len(charts) == 5 and page_width <= viewport, (width, viewport, page_width)
+        assert len(charts) == 6 and page_width <= viewport, (width, viewport, page_width)
         assert all(w <= viewport - 20 for w in charts)
         seen[width] = charts
     assert min(seen[1400]) > max(seen[500])  # wider where there is room (not a fixed 560 px)

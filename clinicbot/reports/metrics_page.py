@@ -65,6 +65,7 @@ def daily_history(history: Sequence[Mapping[str, Any]], tz_name: str, limit: int
 
 # (chart key, title, history key, SLA key): the response-time trends, one line each for median and p90.
 RESPONSE_CHARTS = (
+    ("incoming_response", "Incoming tasks: time to first team response", "incoming_response", None),
     ("unbreak_response", "Unbreak Now!: time to first team response", "unbreak_response", "unbreak_now"),
     ("review_response", "Outside review requests: time to first team response", "review_response", "review"),
 )
