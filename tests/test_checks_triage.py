@@ -176,7 +176,36 @@ def test_leftovers_are_tasks_that_were_there_before_the_meeting_started():
     assert f.facts["meeting_at"] == iso(MEETING)
     assert f.facts["columns"] == ["Team: Triage Meeting Inbox"]
     assert {"task", "title", "column", "board", "since", "approximate", "age_days"} <= set(f.facts["tasks"][0])
-    assert "another meeting is needed" in f.summary
+    assert f.summary == ("Schedule a follow-up triage meeting by Sun 2024-05-12: 2 tasks in Team: Triage Meeting "
+                         "Inbox were already there before the meeting of Thu 2024-05-09 15:00 (Europe/Berlin) and "
+                         "are still waiting")
+    assert (f.facts["followup_by"], f.facts["followup_overdue"]) == ("2024-05-12", False)
+
+
+def test_the_follow_up_is_one_finding_a_week_and_says_so_when_the_week_ended_without_one():
+    sb = _meeting_snapshot(MEETING + hours(3), (1, MEETING - days(2)), (2, MEETING - days(1)), (3, MEETING - hours(1)))
+    keys_seen = set()
+    for later in (hours(3), days(1), days(3) + hours(8)):  # Thursday evening .. Sunday 23:00 Berlin
+        sb.now = MEETING + later
+        [f] = run_check(MEETINGS, sb.build(), team=BERLIN_TEAM)
+        keys_seen.add(f.key)
+        assert f.summary.startswith("Schedule a follow-up triage meeting by Sun 2024-05-12: 3 tasks")
+    sb.now = at("2024-05-13 00:30", "Europe/Berlin")  # Monday: the week is over
+    [f] = run_check(MEETINGS, sb.build(), team=BERLIN_TEAM)
+    keys_seen.add(f.key)
+    assert f.facts["followup_overdue"] is True and f.facts["count"] == 3
+    assert f.summary.startswith("No follow-up triage meeting was held by Sun 2024-05-12: 3 tasks in Team: Triage")
+    assert keys_seen == {"triage-meeting-leftovers:-:2024-05-09"}  # one condition for the whole week
+
+
+def test_the_follow_up_deadline_is_the_end_of_the_meeting_week():
+    from datetime import date
+
+    from clinicbot.checks.triage import followup_deadline
+
+    assert followup_deadline(date(2024, 5, 9)) == date(2024, 5, 12)  # Thursday -> Sunday
+    assert followup_deadline(date(2024, 5, 6)) == date(2024, 5, 12)  # Monday -> Sunday
+    assert followup_deadline(date(2024, 5, 12)) == date(2024, 5, 12)  # a Sunday meeting: that day
 
 
 def test_no_leftovers_no_finding_and_closed_tasks_do_not_count():

@@ -3,13 +3,15 @@ meeting, and "Needs Triage" is not a priority to keep.
 
 - ``untriaged``: an open task in an ``inbox`` column for longer than ``hours``.
 - ``triage-meeting-leftovers``: tasks already in a ``triage_meeting_inbox`` column when the
-  latest weekly meeting started are still there.
+  latest weekly meeting started are still there: the process holds a follow-up meeting later
+  that week, so the one finding per meeting says "schedule a follow-up" with the count and the
+  day to hold it by (the end of the meeting's week), and "no follow-up was held" after that.
 - ``unprioritised``: an open task has had the "triage" priority for ``days``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Mapping
 
 from clinicbot.checks._common import (
@@ -64,7 +66,7 @@ def latest_meeting(now: datetime, weekday: int, start: time, tz: Any, grace: tim
 class TriageMeetingLeftoversCheck:
     slug = "triage-meeting-leftovers"
     description = ("Tasks that were already in a triage-meeting inbox column when the latest weekly "
-                   "triage meeting started are still there: another meeting is needed.")
+                   "triage meeting started are still there: schedule a follow-up meeting that week.")
     # None: take the team's meeting_weekday / meeting_time / timezone (filled in by the registry).
     defaults: Mapping[str, Any] = {"meeting_weekday": None, "meeting_time": None, "timezone": None, "grace_hours": 2}
     setting_types: Mapping[str, Any] = {"meeting_weekday": str, "meeting_time": str, "timezone": str,
@@ -104,6 +106,8 @@ class TriageMeetingLeftoversCheck:
         local = meeting.astimezone(tz)
         meeting_text = f"{local:%a %Y-%m-%d %H:%M} ({getattr(tz, 'key', 'UTC')})"
         columns = sorted({f"{t['board']}: {t['column']}" for t in leftovers})
+        followup_by = followup_deadline(local.date())
+        overdue = ctx.now.astimezone(tz).date() > followup_by
         facts = {
             "meeting_at": iso(meeting),
             "meeting_local": meeting_text,
@@ -112,18 +116,23 @@ class TriageMeetingLeftoversCheck:
             "tasks": leftovers,
             "columns": columns,
             "task_monograms": [t["task"] for t in leftovers],
+            "followup_by": followup_by.isoformat(),
+            "followup_overdue": overdue,
         }
-        return [Finding(
-            slug=self.slug,
-            task_phid=None,
-            task_id=None,
-            severity="warning",
-            summary=(f"{plural(len(leftovers), 'task')} in {', '.join(columns)} were already there before the "
-                     f"triage meeting of {meeting_text} and are still waiting: another meeting is needed"),
-            facts=facts,
-            # One episode per meeting: next week's leftovers are a new condition, not a repetition.
-            subject=local.date().isoformat(),
-        )]
+        left = f"{plural(len(leftovers), 'task')} in {', '.join(columns)}"
+        by = f"{followup_by:%a %Y-%m-%d}"
+        summary = (f"No follow-up triage meeting was held by {by}: {left} left over from the meeting of "
+                   f"{meeting_text} still wait" if overdue else
+                   f"Schedule a follow-up triage meeting by {by}: {left} were already there before the meeting "
+                   f"of {meeting_text} and are still waiting")
+        # One finding per meeting (the subject), not per task: next week's leftovers are a new episode.
+        return [Finding(slug=self.slug, task_phid=None, task_id=None, severity="warning", summary=summary,
+                        facts=facts, subject=local.date().isoformat())]
+
+
+def followup_deadline(meeting_day: date) -> date:
+    """The process holds another meeting "later that week": by the end of the meeting's week (Sunday)."""
+    return meeting_day + timedelta(days=6 - meeting_day.weekday())
 
 
 class UnprioritisedCheck:
@@ -155,4 +164,5 @@ class UnprioritisedCheck:
         return findings
 
 
-__all__ = ["UntriagedCheck", "TriageMeetingLeftoversCheck", "UnprioritisedCheck", "latest_meeting"]
+__all__ = ["UntriagedCheck", "TriageMeetingLeftoversCheck", "UnprioritisedCheck", "followup_deadline",
+           "latest_meeting"]
