@@ -244,9 +244,9 @@ class PhorgeServer:
             self._scratch = self.new_board("Scratch")
         return self._scratch
 
-    def new_board(self, label: str = "Scratch") -> ScratchBoard:
-        """A new project with a workboard of its own (the CPT column names), for a test that needs a
-        board no other test writes to: ``label`` plus a unique suffix names it."""
+    def new_board(self, label: str = "Scratch", columns: list[str] | None = None) -> ScratchBoard:
+        """A new project with a workboard of its own (the CPT column names, or ``columns``), for a test
+        that needs a board no other test writes to: ``label`` plus a unique suffix names it."""
         name = f"{label} {time.strftime('%Y%m%d-%H%M%S')} {uuid.uuid4().hex[:6]}"
         res = self.call("project.edit", transactions=[
             {"type": "name", "value": name},
@@ -254,7 +254,7 @@ class PhorgeServer:
         ])
         phid = res["object"]["phid"]
         columns = self._php("columns", {"actor": "admin", "projects": [
-            {"phid": phid, "columns": self.manifest["projects"][seed.CPT]["column_order"]}]})[phid]
+            {"phid": phid, "columns": columns or self.manifest["projects"][seed.CPT]["column_order"]}]})[phid]
         return ScratchBoard(name=name, phid=phid, columns=columns)
 
     def scratch_task(self, title: str, *, column: str = "Inbox", priority: str = "triage",
