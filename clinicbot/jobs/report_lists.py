@@ -127,8 +127,9 @@ def reports_section(config: Config) -> ReportSettings:
 
 
 def heading(check: Any) -> str:
-    """The section's heading: the check's ``title``, the process's name for it, else its slug."""
-    title = getattr(check, "title", None)
+    """The section's heading: the check's ``title`` (a custom check's function may carry one, like its
+    ``description``), the process's name for it (:data:`HEADINGS`), else its slug."""
+    title = getattr(check, "title", None) or getattr(getattr(check, "function", None), "title", None)
     if isinstance(title, str) and title.strip():
         return title.strip()
     return HEADINGS.get(check.slug) or check.slug.replace("-", " ").replace("_", " ").capitalize()

@@ -46,8 +46,9 @@ def build_agenda(
     ``carried_over``, and those no longer in the column are listed as ``left``. ``lists``: the
     listed checks' findings, a section each (``lists``), cut at ``caps`` (the items never are).
     """
-    names = {b.phid: b.name for b in snapshot.boards.values()}
-    names.update(project_names or {})
+    tag_names = {b.phid: b.name for b in snapshot.boards.values()}
+    tag_names.update(project_names or {})
+    names = real_names(snapshot, rotation)
     exclude = snapshot.non_human_phids()
     previous_ids = set(previous.get("tasks", [])) if previous else set()
     items = []
@@ -70,7 +71,7 @@ def build_agenda(
             "arrival": how,  # "moved", "created", "tagged", or None when the history does not say
             "moved_at": iso(at),
             "approximate": approximate,
-            "tags": sorted({names.get(p, "") for p in task.project_phids} - {""}),
+            "tags": sorted({tag_names.get(p, "") for p in task.project_phids} - {""}),
             "last_comment": None if comment is None else {
                 "author": snapshot.username(comment.author_phid), "at": iso(comment.at),
                 "excerpt": one_line(comment.text or "", excerpt_chars)},
@@ -82,10 +83,9 @@ def build_agenda(
     if rotation is not None:
         from clinicbot.rotation import on_duty as rot_on_duty
 
-        real = real_names(snapshot)
-        attendees = {"on_duty": [p for p in (person(m, real) for m in rot_on_duty(rotation, meeting_at)) if p],
-                     "manager": person(getattr(rotation, "manager", None), real),
-                     "product_manager": person(getattr(rotation, "product_manager", None), real)}
+        attendees = {"on_duty": [p for p in (person(m, names) for m in rot_on_duty(rotation, meeting_at)) if p],
+                     "manager": person(getattr(rotation, "manager", None), names),
+                     "product_manager": person(getattr(rotation, "product_manager", None), names)}
     return {
         "kind": "agenda",
         "team": team,
@@ -101,7 +101,7 @@ def build_agenda(
         "left": sorted(previous_ids - current),
         "lists": list_sections(snapshot, lists, caps or RowCaps(), base_url),
         "lists_skipped": list(lists_skipped),
-        "people": people(snapshot, [u for r in items for u in (r["moved_by"], r["owner"], r["author"],
+        "people": people(names, [u for r in items for u in (r["moved_by"], r["owner"], r["author"],
                                                                (r["last_comment"] or {}).get("author"))]),
     }
 

@@ -46,16 +46,24 @@ def display_name(username: str | None, real_name: str | None = "") -> str:
     return f"{name} (@{username})"
 
 
-def real_names(snapshot: Snapshot | None) -> dict[str, str]:
-    """username -> the server's display name (user.search ``realName``), for those that have one."""
-    if snapshot is None:
-        return {}
-    return {u.username: u.real_name for u in snapshot.users.values() if u.real_name}
+def real_names(snapshot: Snapshot | None, rotation: Any = None) -> dict[str, str]:
+    """username -> display name: the server's (user.search ``realName``), else the rotation file's
+    (members, manager, product manager), for those that have one."""
+    names: dict[str, str] = {}
+    if rotation is not None:
+        people_in_file = [*(getattr(rotation, "members", None) or {}).values(),
+                          getattr(rotation, "manager", None), getattr(rotation, "product_manager", None)]
+        for m in people_in_file:
+            if m is not None and getattr(m, "name", "") and m.name != m.username:
+                names[m.username] = m.name
+    if snapshot is not None:
+        names.update({u.username: u.real_name for u in snapshot.users.values() if u.real_name})
+    return names
 
 
-def people(snapshot: Snapshot, usernames: Iterable[str | None]) -> dict[str, str]:
-    """username -> how reports show them (:func:`display_name`), for every username given."""
-    names = real_names(snapshot)
+def people(names: Mapping[str, str], usernames: Iterable[str | None]) -> dict[str, str]:
+    """username -> how reports show them (:func:`display_name`), for every username given;
+    ``names``: :func:`real_names`."""
     return {u: display_name(u, names.get(u)) for u in sorted({u for u in usernames if u})}
 
 

@@ -63,7 +63,7 @@ def build_digest(
     """
     now = snapshot.now
     caps = caps or RowCaps()
-    names = real_names(snapshot)
+    names = real_names(snapshot, rotation)
     since_source = "last digest" if since is not None else "default"
     since = since if since is not None else now - DIGEST_LOOKBACK
     on_duty: list[dict[str, str]] | None = None  # None: no rotation file, so nobody knows
@@ -100,7 +100,7 @@ def build_digest(
     data["lists_skipped"] = list(lists_skipped)
     data["rotation_changes"] = changes
     data["rotation_days"] = rotation_days
-    data["people"] = people(snapshot, _usernames(data))
+    data["people"] = people(names, _usernames(data))
     return data
 
 
