@@ -445,6 +445,7 @@ class Outbox:
             elif action.key in self._blocked_keys or (action.handler, action.task_phid) in self._blocked:
                 action.status, action.waiting = "skipped", True
                 action.reason = "an earlier write here is unconfirmed; checked again next run"
+        self._skip_edits_done_on_server()
         planned = self.planned_writes()
         if planned > self.cap:
             if self.on_cap != "most-urgent":
@@ -456,6 +457,25 @@ class Outbox:
             if action.status == "planned":
                 self._perform(action)
         return self.actions
+
+    def _skip_edits_done_on_server(self) -> None:
+        """A move or untag whose task already is as wanted (someone did it, or the snapshot was older than
+        the server) is not written: one ``maniphest.search`` for all of them, before the cap is counted."""
+        edits = [a for a in self.actions if a.status == "planned" and a.handler in ("move", "untag")
+                 and a.task_phid and a.state]
+        if not edits:
+            return
+        try:
+            rows = task_edits.read_tasks(self.client, [a.task_phid for a in edits if a.task_phid])
+        except ConduitError as exc:
+            log.warning("cannot read the tasks to move or untag back (%s); the plan stands", exc)
+            return
+        for action in edits:
+            row = rows.get(action.task_phid or "")
+            if row is None:
+                action.status, action.reason = "skipped", "the task is gone (or not visible to the bot)"
+            elif task_edits.server_state_holds(row, action.state or {}, text_hash):
+                action.status, action.already, action.reason = "skipped", True, "already so on the server"
 
     def _defer_least_urgent(self) -> None:
         """Keep the ``cap`` most urgent planned writes; the rest are deferred to the next run."""

@@ -67,6 +67,19 @@ def read_task(client: Any, task_phid: str) -> dict[str, Any] | None:
     return data[0] if data else None
 
 
+def read_tasks(client: Any, task_phids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Many tasks as the server has them now (with columns and projects): PHID -> row."""
+    out: dict[str, dict[str, Any]] = {}
+    phids = sorted(set(task_phids))
+    for i in range(0, len(phids), 100):
+        for page in client.search_pages(SEARCH, constraints={"phids": phids[i:i + 100]},
+                                        attachments={"columns": True, "projects": True}):
+            for item in page:
+                if isinstance(item, dict) and item.get("phid"):
+                    out[item["phid"]] = item
+    return out
+
+
 def server_state_holds(item: Mapping[str, Any], state: Mapping[str, Any], text_hash: Any) -> bool:
     """Whether the task as ``maniphest.search`` returned it is in ``state``."""
     shape = Shape(SEARCH, f"T{item.get('id')}")
@@ -100,5 +113,6 @@ def find_created(client: Any, bot_phid: str, marker: str, since: datetime) -> di
     return None
 
 
-__all__ = ["column_state", "find_created", "holds_locally", "move_transactions", "read_task", "server_state_holds",
+__all__ = ["column_state", "find_created", "holds_locally", "move_transactions", "read_task", "read_tasks",
+           "server_state_holds",
            "untag_state"]
