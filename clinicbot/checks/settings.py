@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from clinicbot.checks.exempt import Exemptions, parse_exempt
-from clinicbot.checks.hours import BusinessHours
+from clinicbot.checks.hours import BusinessHours, team_business_hours
 from clinicbot.errors import ConfigError
 
 # move, untag and todo: task edits planned by jobs/check.py (docs/actions.md); off unless configured.
@@ -76,7 +76,8 @@ class TeamSettings:
         tz = config.get("team.timezone") or _rotation_tz(rotation) or "UTC"
         return cls(
             timezone=tz,
-            business_hours=BusinessHours.parse(tz, config.get("team.business_hours"), config.get("team.business_days")),
+            # working hours, public holidays (`holidays:`) and the rotation's unavailability
+            business_hours=team_business_hours(config, tz, rotation),
             meeting_weekday=config.get("team.meeting_weekday"),
             meeting_time=config.get("team.meeting_time"),
         )

@@ -110,7 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 # Sections whose content is validated by the module that owns it.
-SECTIONS = ("boards", "checks", "delivery", "schedule", "reports")
+SECTIONS = ("boards", "checks", "delivery", "schedule", "reports", "holidays")
 TOP_LEVEL_KEYS = {s.name.split(".")[0] for s in SETTINGS} | set(SECTIONS)
 
 

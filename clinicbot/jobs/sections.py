@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from clinicbot.checks import load_checks_and_settings
+from clinicbot.checks.hours import holidays_section
 from clinicbot.config import Config, register_section
 from clinicbot.delivery.senders import validate_delivery
 from clinicbot.jobs.report_lists import reports_section
@@ -31,3 +32,4 @@ register_section("checks", _checks)
 register_section("delivery", _delivery)
 register_section("reports", reports_section)  # digest/agenda subsections + report_settings
 register_section("schedule", parse_schedule)  # schedule.sync included (SyncSettings.from_config)
+register_section("holidays", holidays_section)  # public holidays for business hours (checks/hours.py)
