@@ -68,7 +68,17 @@ from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.errors import StateError
 from clinicbot.model import Column, Task
-from clinicbot.state.cache import CacheStore, Structure, cache_path, dump_timeline, load_timeline
+from clinicbot.state.cache import (
+    CacheStore,
+    LazyTimelines,
+    Structure,
+    cache_path,
+    dump_task,
+    dump_timeline,
+    task_fields,
+    task_loader,
+)
+from clinicbot.state.lookups import LOOKUPS_KEY, Lookups
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +124,18 @@ class SyncSettings:
 
 
 # --------------------------------------------------------------------------------------------
-# Cache identity: a change in history.py's parsing (or timeline.py's events) invalidates the cache
+# Cache identity: a change in the parsing (history.py, boards.py) or in the Event/Task fields invalidates the cache
 
 
 def _history_fingerprint() -> str:
     from clinicbot import timeline
-    from clinicbot.phab import history
+    from clinicbot.phab import boards, history
 
+    # The cache holds parsed tasks and events: a change in their fields or parsers is a new cache.
     digest = hashlib.sha256(",".join(f.name for f in fields(timeline.Event)).encode())
+    digest.update(",".join(task_fields()).encode())
     try:
-        for module in (history, timeline):
+        for module in (history, timeline, boards):
             digest.update(Path(module.__file__ or "").read_bytes())
     except OSError:  # a zipped install: fall back to the package version
         from clinicbot import __version__
@@ -261,6 +273,9 @@ def sync(
             structure = store.structure()  # type: ignore[assignment]
             assert structure is not None
 
+        # After a completed sync every task row has its current history: only a sync that died
+        # between a task page and its histories leaves stale ones to look for (a full scan).
+        completed_before = store.get("rows") is not None
         with store.transaction() as conn:
             # The row check is only true between syncs: it goes now, and comes back at the end.
             conn.execute("DELETE FROM meta WHERE key = 'rows'")
@@ -300,12 +315,16 @@ def sync(
 
         # Histories missing or older than their task, also from earlier runs that failed
         # between writing a task row and its history.
-        for task_id, phid, modified in store.stale_histories():
+        for task_id, phid, modified in ([] if completed_before else store.stale_histories()):
             need.setdefault(phid, (task_id, modified))
         result.histories_fetched = _fetch_histories(client, store, need, structure, settings, progress)
 
-        with store.transaction():
+        with store.transaction() as conn:
             if plan.mode != "incremental":
+                if store.get("structure") not in (None, structure.dumps()):
+                    # The boards changed (a column renamed, added, a project moved): the fixed
+                    # lookups (team projects and members, users) are asked for again.
+                    conn.execute("DELETE FROM meta WHERE key = ?", (LOOKUPS_KEY,))
                 cached = {row[0] for row in store.conn.execute("SELECT phid FROM tasks")}
                 result.removed = store.forget_tasks(cached - seen)
                 store.put("last_reconcile", str(started_epoch))
@@ -332,20 +351,19 @@ def sync(
 def _store_page(store: CacheStore, page: list[dict[str, Any]], proxies: Mapping[str, Column], started: int,
                 seen: set[str], need: dict[str, tuple[int, int]]) -> int:
     """Store one page of tasks; return the newest ``dateModified`` on it (server clock), 0 if empty."""
-    tasks: list[tuple[Task, dict[str, Any]]] = []
+    tasks: list[tuple[Task, Task]] = []  # (as placed, as stored: proxies are placed on load)
     for item in page:
         task = parse_task(item)  # statuses are applied on load; here only placement matters
-        if proxies:
-            task = place_in_proxy_columns(task, proxies)
-        tasks.append((task, item))
+        tasks.append((place_in_proxy_columns(task, proxies) if proxies else task, task))
     phids = [t.phid for t, _ in tasks]
     placements = store.placements(phids)
     history_at = store.history_modified(phids)
     with store.transaction() as conn:
-        for task, item in tasks:
+        for task, stored in tasks:
             modified = int(task.modified.timestamp())
-            conn.execute("INSERT OR REPLACE INTO tasks (phid, id, modified, item) VALUES (?, ?, ?, ?)",
-                         (task.phid, task.id, modified, json.dumps(item, separators=(",", ":"))))
+            closed = int(task.closed_at.timestamp()) if task.closed_at is not None else None
+            conn.execute("INSERT OR REPLACE INTO tasks (phid, id, modified, task, status, closed_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (task.phid, task.id, modified, dump_task(stored), task.status, closed))
             seen.add(task.phid)
             if history_at.get(task.phid) != modified:
                 need[task.phid] = (task.id, modified)
@@ -392,6 +410,9 @@ def _fetch_histories(client: ConduitClient, store: CacheStore, need: Mapping[str
                 # for this dateModified so it is not asked for again until the task changes.
                 conn.execute("INSERT OR REPLACE INTO timelines (phid, task_modified, data) VALUES (?, ?, ?)",
                              (phid, modified, dump_timeline(timeline) if timeline is not None else None))
+                if timeline is not None:
+                    conn.executemany("INSERT OR IGNORE INTO actors (phid) VALUES (?)",
+                                     [(a,) for a in {e.author_phid for e in timeline.events if e.author_phid}])
         done += len(chunk)
         progress.advance(len(chunk))
     return done
@@ -406,15 +427,21 @@ class CachedBoards:
     """What ``build_snapshot(..., data=cached.data, timelines=cached.timelines)`` takes."""
 
     data: BoardData
-    timelines: dict[str, Any]
+    timelines: Mapping[str, Any]  # a LazyTimelines: each parsed when first read
     sightings: dict[tuple[str, str, str], datetime]
+    actors: frozenset[str] = frozenset()  # every user PHID that acted in a cached history
+    lookups: Lookups | None = None  # the fixed lookups kept in the cache (None: none yet)
 
 
-def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only: bool = False) -> CachedBoards:
+def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only: bool = False,
+                closed_since: datetime | None = None, now: datetime | None = None) -> CachedBoards:
     """Boards, tasks, timelines and sightings from the cache, as ``load_boards`` would give them.
 
-    With ``roles``, only tasks in columns with those roles (boards are all returned, as in
-    ``load_boards``). Raises StateError when no sync has completed yet.
+    A job loads only what it reads: ``open_only`` leaves closed tasks (and their histories) in
+    the cache; ``closed_since`` keeps the closed tasks closed or modified since then (what the
+    metrics' window and weekly series can count) besides the open ones. With ``roles``, only
+    tasks in columns with those roles (boards are all returned, as in ``load_boards``).
+    Timelines are parsed when first read. Raises StateError when no sync has completed yet.
     """
     path = cache_path(config)
     with CacheStore(path, readonly=True) as store:
@@ -431,9 +458,12 @@ def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only
         wanted = set(roles) if roles is not None else None
         role_cols = {(c.board_phid, c.phid) for b in structure.boards for c in b.columns
                      if wanted is None or c.role in wanted}
+        clause, params = _task_filter(structure, open_only=open_only, closed_since=closed_since)
         tasks: dict[str, Task] = {}
-        for (item,) in store.conn.execute("SELECT item FROM tasks ORDER BY id"):
-            task = parse_task(json.loads(item), statuses)
+        query = "SELECT task FROM tasks" + (f" WHERE {clause.format(t='')}" if clause else "")
+        load = task_loader(statuses)
+        for (text,) in store.conn.execute(query + " ORDER BY id", params):
+            task = load(text)
             if proxies:
                 task = place_in_proxy_columns(task, proxies)
             if open_only and task.is_closed:
@@ -441,21 +471,51 @@ def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only
             if wanted is not None and not any(bc in role_cols for bc in task.columns.items()):
                 continue
             tasks[task.phid] = task
-        timelines: dict[str, Any] = {}
-        for phid, data in store.conn.execute("SELECT phid, data FROM timelines WHERE data IS NOT NULL"):
+        texts: dict[str, tuple[int, str]] = {}
+        query = "SELECT h.phid, h.data FROM timelines h" + (
+            f" JOIN tasks t ON t.phid = h.phid WHERE h.data IS NOT NULL AND {clause.format(t='t.')}" if clause
+            else " WHERE h.data IS NOT NULL")
+        for phid, data in store.conn.execute(query, params):
             owner = tasks.get(phid)
             if owner is not None:
-                timelines[phid] = load_timeline(phid, owner.id, data)
+                texts[phid] = (owner.id, data)
         sightings = {k: v for k, v in store.sightings().items() if k[0] in tasks}
+        actors = frozenset(row[0] for row in store.conn.execute("SELECT phid FROM actors"))
+        lookups = Lookups.loads(store.get(LOOKUPS_KEY), now=(now or datetime.now(timezone.utc)).timestamp())
     data = BoardData(boards=structure.boards, tasks=tasks, statuses=structure.statuses, priorities=structure.priorities)
-    return CachedBoards(data=data, timelines=timelines, sightings=sightings)
+    return CachedBoards(data=data, timelines=LazyTimelines(texts), sightings=sightings, actors=actors,
+                        lookups=lookups)
+
+
+def _task_filter(structure: Structure, *, open_only: bool, closed_since: datetime | None) -> tuple[str, list[Any]]:
+    """The SQL condition over ``tasks`` (``{t}`` is the table prefix) that keeps what a job reads,
+    "" for everything: a superset of the Python filter (a status the server does not list
+    counts as open unless the task has a dateClosed, as ``parse_task`` decides)."""
+    if not open_only and closed_since is None:
+        return "", []
+    # "\0" stands for "no status": IN () is not SQL.
+    known = [s.value for s in structure.statuses] or ["\0"]
+    open_values = [s.value for s in structure.statuses if not s.closed] or ["\0"]
+    clause = (f"({{t}}status IN ({_marks(open_values)}) "
+              f"OR ({{t}}status NOT IN ({_marks(known)}) AND {{t}}closed_at IS NULL))")
+    params: list[Any] = [*open_values, *known]
+    if closed_since is not None:
+        cut = int(closed_since.timestamp())
+        clause = f"({clause} OR {{t}}modified >= ? OR {{t}}closed_at >= ?)"
+        params += [cut, cut]
+    return clause, params
+
+
+def _marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
 
 
 def sync_and_load(client: ConduitClient, config: Config, *, now: datetime, roles: Iterable[str] | None = None,
-                  open_only: bool = False, settings: SyncSettings | None = None) -> tuple[SyncResult, CachedBoards]:
+                  open_only: bool = False, closed_since: datetime | None = None,
+                  settings: SyncSettings | None = None) -> tuple[SyncResult, CachedBoards]:
     """The usual pair for a job: bring the cache up to date, then read it for a snapshot."""
     result = sync(client, config, now=now, settings=settings)
-    return result, load_cached(config, roles=roles, open_only=open_only)
+    return result, load_cached(config, roles=roles, open_only=open_only, closed_since=closed_since, now=now)
 
 
 def minimal_calls(changed: int, page: int = 100) -> int:

@@ -67,3 +67,102 @@ def test_a_project_renamed_away_from_its_hashtag_is_found_by_name(sandbox):
             resolve_projects(client, [("c.project", "Nothing Like It")], "cfg.yaml")
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Kept across runs (issue 12, item 2): user.whoami, the team projects and users come from the cache
+
+
+FIXED = ("user.whoami", "project.search", "user.search")
+
+
+def fixed_calls(app) -> dict[str, int]:
+    return {m: app.client().stats.calls.get(m, 0) for m in FIXED}
+
+
+def fresh_app(path):
+    from clinicbot.jobs.context import App
+
+    return App(config_path=path, now_override=NOW)
+
+
+def test_a_warm_job_in_a_fresh_process_asks_for_no_fixed_lookup(sandbox, tmp_path):
+    from clinicbot.jobs.context import load_snapshot
+
+    path = write_sandbox_config(tmp_path / "clinicbot.yaml", sandbox.url, sandbox.token)
+    first = fresh_app(path)
+    try:
+        snap1 = load_snapshot(first, open_only=True)
+        # A cold sync resolves the boards (one project.search), the snapshot the team projects.
+        assert fixed_calls(first) == {"user.whoami": 1, "project.search": 2, "user.search": 2}
+        load_snapshot(first, open_only=True)  # a second job in the same process (serve)
+        assert fixed_calls(first) == {"user.whoami": 1, "project.search": 2, "user.search": 3}
+    finally:
+        first.close()
+    second = fresh_app(path)  # the next cron run: a new process, the same state directory
+    try:
+        snap2 = load_snapshot(second, open_only=True)
+        assert fixed_calls(second) == {"user.whoami": 0, "project.search": 0, "user.search": 1}
+        # A warm job: the sync's one call, and the people who can be pinged (their availability).
+        assert second.client().stats.calls == {"maniphest.search": 1, "user.search": 1}
+        assert snap2.users == snap1.users and snap2.bot_phid == snap1.bot_phid
+        assert snap2.team_member_phids == snap1.team_member_phids
+        assert snap2.team_project_phids == snap1.team_project_phids
+    finally:
+        second.close()
+
+
+def test_kept_lookups_expire_and_a_changed_board_drops_them(sandbox, tmp_path):
+    import sqlite3
+    import time
+
+    from clinicbot.jobs.context import load_snapshot
+    from clinicbot.state.cache import cache_path
+    from clinicbot.state.lookups import LOOKUP_HOURS, LOOKUPS_KEY, Lookups
+
+    path = write_sandbox_config(tmp_path / "clinicbot.yaml", sandbox.url, sandbox.token)
+    app = fresh_app(path)
+    try:
+        load_snapshot(app, open_only=True)
+    finally:
+        app.close()
+    db = cache_path(load_config(path))
+
+    def age(hours: float) -> None:  # make every kept lookup `hours` older
+        with sqlite3.connect(db) as conn:
+            data = Lookups.loads(conn.execute("SELECT value FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone()[0],
+                                 now=time.time())
+            for entry in [*data.entries.values(), *data.users.values()]:
+                entry[0] -= hours * 3600
+            data.unknown = {k: v - hours * 3600 for k, v in data.unknown.items()}
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?", (data.dumps(), LOOKUPS_KEY))
+
+    def job_calls() -> dict[str, int]:  # a warm job in a fresh process
+        app = fresh_app(path)
+        try:
+            load_snapshot(app, open_only=True)
+            return fixed_calls(app)
+        finally:
+            app.close()
+
+    age(LOOKUP_HOURS - 1)  # still fresh: only the people who can be pinged are asked for
+    assert job_calls() == {"user.whoami": 0, "project.search": 0, "user.search": 1}
+    age(1.1)  # now older than LOOKUP_HOURS: the account, projects and users by PHID again
+    assert job_calls() == {"user.whoami": 1, "project.search": 1, "user.search": 2}
+    # A reconcile that finds the boards changed (a column without a role renamed) drops them.
+    config = load_config(path)
+    with_roles = {n.casefold() for b in config.boards for names in b.columns.values() for n in names}
+    watched = {p.phid for p in sandbox.store.projects.values() if p.name in {b.project for b in config.boards}}
+    column = next(c for c in sandbox.store.columns.values()
+                  if c.name.casefold() not in with_roles and c.project in watched)
+    column.name += " (renamed)"
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'last_reconcile'")
+    client = ConduitClient(sandbox.url, sandbox.token)
+    try:
+        assert sync(client, config, now=NOW).mode == "reconcile"
+    finally:
+        client.close()
+    with sqlite3.connect(db) as conn:
+        kept = conn.execute("SELECT value FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone()
+    assert kept is None

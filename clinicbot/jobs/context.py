@@ -133,29 +133,49 @@ class App:
 
 
 def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bool = False,
-                  use_cache: bool = True) -> Snapshot:
+                  closed_since: datetime | None = None, use_cache: bool = True) -> Snapshot:
     """The Snapshot a job works on, through the sync cache: only what changed is fetched again.
+
+    A job loads what it reads: ``open_only`` (the checks, digest, agenda) leaves closed tasks in
+    the cache; ``closed_since`` (metrics) adds the closed tasks closed or modified since then.
+    The fixed lookups (bot account, team projects, users) come from the cache while fresh, are
+    kept in this App for the next job of the process, and what had to be fetched is saved back.
 
     When another instance holds the state lock (``serve`` is running while someone tries a dry
     run), the cache is read as it is; with no usable cache at all, everything is fetched.
     """
     from clinicbot.phab.snapshot import build_snapshot, rotation_usernames
+    from clinicbot.state.cache import cache_path
+    from clinicbot.state.lookups import Lookups, save_lookups
     from clinicbot.sync import load_cached, sync_and_load
 
     config, client = app.config(), app.client()
     members, others = rotation_usernames(app.rotation())
+    clock = app.wall_clock()
     cached = None
     if use_cache:
         try:
-            _, cached = sync_and_load(client, config, now=app.wall_clock(), roles=roles, open_only=open_only)
+            _, cached = sync_and_load(client, config, now=clock, roles=roles, open_only=open_only,
+                                      closed_since=closed_since)
         except LockHeldError as exc:
             log.warning("%s; using the cache as it is", exc)
             try:
-                cached = load_cached(config, roles=roles, open_only=open_only)
+                cached = load_cached(config, roles=roles, open_only=open_only, closed_since=closed_since, now=clock)
             except StateError:
                 cached = None
+    # Once per process: the App keeps them (serve runs every job in one process); else the cache's.
+    lookups = app._extras.get("lookups")
+    if lookups is None:
+        lookups = (cached.lookups if cached is not None else None) or Lookups(now=clock.timestamp())
+        app._extras["lookups"] = lookups
+    lookups.now = clock.timestamp()
     if cached is None:
-        return build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
-                              roles=roles, open_only=open_only)
-    return build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
-                          data=cached.data, timelines=cached.timelines, sightings=cached.sightings)
+        snapshot = build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
+                                  roles=roles, open_only=open_only, lookups=lookups)
+    else:
+        snapshot = build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
+                                  data=cached.data, timelines=cached.timelines, sightings=cached.sightings,
+                                  actors=cached.actors, lookups=lookups)
+    if lookups.changed and use_cache:
+        save_lookups(cache_path(config), lookups)
+    return snapshot

@@ -134,6 +134,13 @@ def _task_columns(shape: Shape, columns_attachment: Mapping[str, Any]) -> dict[s
     return columns
 
 
+def status_is_closed(statuses: Mapping[str, Status] | None, value: str, closed_at: datetime | None) -> bool:
+    """The server's open/closed list decides; an unconfigured status (maniphest.edit accepts
+    anything) shows as "Unknown Status": trust dateClosed then, since the list cannot say."""
+    known = (statuses or {}).get(value)
+    return known.closed if known is not None else closed_at is not None
+
+
 def parse_task(item: Mapping[str, Any], statuses: Mapping[str, Status] | None = None, *,
                attachments: Iterable[str] = tuple(TASK_ATTACHMENTS), method: str = "maniphest.search") -> Task:
     """One ``maniphest.search`` item. ``attachments``: the ones asked for, which must be present
@@ -152,11 +159,8 @@ def parse_task(item: Mapping[str, Any], statuses: Mapping[str, Status] | None = 
         shape.mapping(attached.get(name), f"attachments.{name}")
     status = shape.mapping(fields.get("status"), "fields.status")
     status_value = shape.text(status.get("value"), "fields.status.value") or ""
-    known = (statuses or {}).get(status_value)
     closed_at = shape.epoch(fields.get("dateClosed"), "fields.dateClosed", optional=True)
-    # An unconfigured status (maniphest.edit accepts anything) shows as "Unknown Status":
-    # trust dateClosed then, since the server's own open/closed list cannot say.
-    is_closed = known.closed if known is not None else closed_at is not None
+    is_closed = status_is_closed(statuses, status_value, closed_at)
     priority = shape.mapping(fields.get("priority"), "fields.priority")
     priority_value = shape.integer(priority.get("value"), "fields.priority.value")
     columns = _task_columns(shape, attached["columns"]) if "columns" in attached else {}

@@ -6,6 +6,8 @@ This is where the board layer, the history layer and the config meet; everything
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
@@ -14,6 +16,9 @@ from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.model import Shape, Snapshot, User
 
+# ``lookups`` below is a clinicbot.state.lookups.Lookups (get/put, user/put_user, is_unknown/put_unknown);
+# typed Any: phab/ does not import state/.
+Lookups = Any
 
 
 def whoami(client: ConduitClient) -> dict:
@@ -32,9 +37,14 @@ def team_usernames(config: Config, extra: Iterable[str] = ()) -> set[str]:
     return set(config.get("team.members")) | set(extra)
 
 
-def team_projects(client: ConduitClient, config: Config, data: BoardData) -> tuple[frozenset[str], set[str]]:
+def team_projects(client: ConduitClient, config: Config, data: BoardData,
+                  lookups: Lookups | None = None) -> tuple[frozenset[str], set[str]]:
     """The team's projects (``team.projects``, default the watched boards) and their members' PHIDs."""
     names = list(config.get("team.projects"))
+    key = json.dumps([names, sorted(b.phid for b in data.boards)])
+    kept = lookups.get("team") if lookups is not None else None
+    if isinstance(kept, dict) and kept.get("key") == key:
+        return frozenset(kept["projects"]), set(kept["members"])
     if names:
         file = str(config.path) if config.path else "<config>"
         found = resolve_projects(client, [(f"team.projects[{i}]", n) for i, n in enumerate(names)], file)
@@ -50,7 +60,33 @@ def team_projects(client: ConduitClient, config: Config, data: BoardData) -> tup
         for i, member in enumerate(shape.items(attachment.get("members"), "attachments.members.members")):
             members.add(str(shape.phid(shape.mapping(member, f"attachments.members.members[{i}]").get("phid"),
                                        f"attachments.members.members[{i}].phid")))
+    if lookups is not None:
+        lookups.put("team", {"key": key, "projects": sorted(phids), "members": sorted(members)})
     return phids, members
+
+
+def known_users(client: ConduitClient, lookups: Lookups | None, *, phids: Iterable[str]) -> dict[str, User]:
+    """``fetch_users`` by PHID through the fixed lookups: only users not kept (or kept too long) are
+    asked for, and a PHID the server did not know is not asked for again until it expires."""
+    if lookups is None:
+        return fetch_users(client, phids=phids)
+    users: dict[str, User] = {}
+    need = []
+    for phid in sorted(set(p for p in phids if p)):
+        fields = lookups.user(phid)
+        if fields is not None:
+            users[phid] = User(**fields)
+        elif not lookups.is_unknown(phid):
+            need.append(phid)
+    if need:
+        fetched = fetch_users(client, phids=need)
+        for user in fetched.values():
+            lookups.put_user(user.phid, asdict(user))
+        for phid in need:
+            if phid not in fetched:
+                lookups.put_unknown(phid)
+        users.update(fetched)
+    return users
 
 
 def build_snapshot(
@@ -66,30 +102,43 @@ def build_snapshot(
     data: BoardData | None = None,
     timelines: Mapping | None = None,
     sightings: Mapping | None = None,
+    actors: Iterable[str] | None = None,
+    lookups: Lookups | None = None,
 ) -> Snapshot:
-    """Fetch what checks and reports need. ``member_usernames`` usually comes from the rotation."""
+    """Fetch what checks and reports need. ``member_usernames`` usually comes from the rotation.
+
+    ``lookups``: the fixed lookups (bot account, team projects, users) kept from earlier runs; what
+    is missing or expired is fetched and put there (the caller saves them). ``actors``: who acted
+    in the timelines, when known without reading every timeline (the sync cache keeps them)."""
     data = data or load_boards(client, config, roles=roles, open_only=open_only)
-    me = whoami(client)
+    me = (lookups.get("whoami") if lookups is not None else None) or whoami(client)
+    if lookups is not None and lookups.get("whoami") is None:
+        lookups.put("whoami", me)
     bot_username = config.get("phabricator.bot_username") or me.get("userName")
     ignored = set(config.get("team.ignored_users"))
     members = team_usernames(config, member_usernames)
 
-    project_phids, project_members = team_projects(client, config, data)
+    project_phids, project_members = team_projects(client, config, data, lookups)
     referenced = {me.get("phid")} | project_members
     for task in data.tasks.values():
         referenced.update(p for p in (task.author_phid, task.owner_phid) if p)
-    users: dict[str, User] = fetch_users(client, phids=[p for p in referenced if p],
-                                         usernames=sorted(members | ignored | set(also_fetch) | {bot_username}))
+    # The people named in the config and the rotation are asked for on every run (one call): their
+    # availability decides who is pinged. Everyone else (authors, owners, actors) is kept.
+    users: dict[str, User] = fetch_users(client, usernames=sorted(members | ignored | set(also_fetch) | {bot_username}))
+    if lookups is not None:
+        for user in users.values():
+            lookups.put_user(user.phid, asdict(user))
+    users.update(known_users(client, lookups, phids=[p for p in referenced if p and p not in users]))
     if with_timelines and timelines is None:
         from clinicbot.phab.history import fetch_timelines
 
         timelines = fetch_timelines(client, [(t.id, t.phid) for t in data.tasks.values()])
     # Anyone who acted in a timeline but is not known yet (commenters, movers): one more batch.
-    if timelines:
+    if actors is None and timelines:
         actors = {e.author_phid for tl in timelines.values() for e in tl.events if e.author_phid}
-        missing = sorted(p for p in actors - set(users) if p.startswith("PHID-USER-"))
-        if missing:
-            users.update(fetch_users(client, phids=missing))
+    missing = sorted(p for p in set(actors or ()) - set(users) if p.startswith("PHID-USER-"))
+    if missing:
+        users.update(known_users(client, lookups, phids=missing))
     by_name = {u.username: u.phid for u in users.values()}
     bot_phid = by_name.get(bot_username) or me.get("phid")
     member_phids = {by_name[m] for m in members if m in by_name}
@@ -101,7 +150,7 @@ def build_snapshot(
         boards={b.phid: b for b in data.boards},
         tasks=data.tasks,
         users=users,
-        timelines=dict(timelines or {}),
+        timelines=timelines if timelines is not None else {},  # type: ignore[arg-type]  # a Mapping (lazy from the cache)
         statuses=data.statuses,
         priorities=data.priorities,
         team_project_phids=project_phids,

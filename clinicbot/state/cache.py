@@ -2,14 +2,17 @@
 
 It holds
 
-* ``tasks``     — every task on the watched boards as the raw ``maniphest.search`` item (parsed
-  again on load, so a fix in ``boards.parse_task`` applies to cached tasks too), with its
-  ``dateModified``;
+* ``tasks``     — every task on the watched boards as its parsed :class:`~clinicbot.model.Task` row
+  (:func:`dump_task`; a change in ``boards.py`` or the Task fields changes the cache fingerprint:
+  full sync), with its ``dateModified``, status and ``dateClosed`` (what a job's load filters on);
 * ``timelines`` — each task's :class:`~clinicbot.timeline.Timeline`, serialised, together with
   the ``dateModified`` of the task *when its history was fetched*;
 * ``sightings`` — where clinicbot saw each task on each board, since when (for servers whose
   column moves come back as ``type: null``: see ``Timeline.column_entered_at``);
-* ``meta``      — the high-water mark, the resolved board structure, fingerprints;
+* ``actors``    — every user PHID that acted in a cached history (whose users a snapshot looks up,
+  without parsing every timeline);
+* ``meta``      — the high-water mark, the resolved board structure, fingerprints, the fixed lookups
+  (:class:`clinicbot.state.lookups.Lookups`: the bot's account, team projects, users; kept for a day);
 * ``runs``      — the scheduler's run history (``clinicbot status``; :mod:`clinicbot.state.runs`);
   it survives a cache rebuild.
 
@@ -27,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from clinicbot.config import Config
 from clinicbot.errors import StateError
@@ -38,18 +41,22 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "cache.sqlite"
 # Bump when the layout of the cache tables changes: an older cache is then rebuilt (full sync).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tasks as parsed rows with status and closed_at (jobs load only what they read); actors
 
-_CACHE_TABLES = ("meta", "tasks", "timelines", "sightings")
+_CACHE_TABLES = ("meta", "tasks", "timelines", "sightings", "actors")
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
-    phid TEXT PRIMARY KEY, id INTEGER NOT NULL, modified INTEGER NOT NULL, item TEXT NOT NULL);
+    phid TEXT PRIMARY KEY, id INTEGER NOT NULL, modified INTEGER NOT NULL, task TEXT NOT NULL,
+    status TEXT NOT NULL, closed_at INTEGER);
+CREATE INDEX IF NOT EXISTS tasks_rows ON tasks (phid, modified, id);
 CREATE TABLE IF NOT EXISTS timelines (
     phid TEXT PRIMARY KEY, task_modified INTEGER NOT NULL, data TEXT);
+CREATE INDEX IF NOT EXISTS timelines_rows ON timelines (phid, task_modified);
 CREATE TABLE IF NOT EXISTS sightings (
     task_phid TEXT NOT NULL, board_phid TEXT NOT NULL, column_phid TEXT NOT NULL, first_seen INTEGER NOT NULL,
     PRIMARY KEY (task_phid, board_phid));
+CREATE TABLE IF NOT EXISTS actors (phid TEXT PRIMARY KEY);
 """ + RUNS_DDL
 
 
@@ -126,6 +133,82 @@ def load_timeline(task_phid: str, task_id: int, text: str) -> Any:
             events.append(Event(**values))
     return Timeline(task_phid, task_id, tuple(events), structured_columns=bool(data["s"]),
                     unreadable=int(data.get("u") or 0))
+
+
+class LazyTimelines(Mapping[str, Any]):
+    """task PHID -> Timeline, each parsed from its cached text when first read.
+
+    A job reads the timelines of the tasks its checks or reports look at, often far fewer than
+    it loads (a digest reads none of most tasks' histories): parsing every one up front was
+    most of a warm job's time at 10,000 tasks."""
+
+    def __init__(self, rows: Mapping[str, tuple[int, str]]):
+        self._items: dict[str, Any] = dict(rows)  # phid -> (task id, text), or the parsed Timeline
+
+    def __getitem__(self, phid: str) -> Any:
+        item = self._items[phid]
+        if isinstance(item, tuple):
+            item = self._items[phid] = load_timeline(phid, item[0], item[1])
+        return item
+
+    def __contains__(self, phid: object) -> bool:
+        return phid in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def parsed(self) -> int:
+        """How many timelines were parsed so far (tests count them)."""
+        return sum(1 for v in self._items.values() if not isinstance(v, tuple))
+
+
+# --------------------------------------------------------------------------------------------
+# Task (de)serialisation: the parsed task, not the raw maniphest.search item
+#
+# Parsing a raw item again on every load (shape checks included) was a third of a warm job's
+# time; the stored row is the Task's fields in order, checked once when the page arrived. A
+# change of the Task fields or of boards.py's parsing changes the cache fingerprint (full sync).
+# Whether a task is closed is decided on load, from the server's statuses as they are now.
+
+
+_DATE_FIELDS = ("created", "modified", "closed_at")
+
+
+def task_fields() -> list[str]:
+    from clinicbot.model import Task
+
+    return [f.name for f in fields(Task)]
+
+
+def dump_task(task: Any) -> str:
+    return json.dumps([_plain(getattr(task, n)) for n in task_fields()], separators=(",", ":"))
+
+
+def task_loader(statuses: Mapping[str, Status]) -> Any:
+    """``load(text) -> Task`` for rows written by :func:`dump_task` (same Task fields: the fingerprint)."""
+    from clinicbot.model import Task
+    from clinicbot.phab.boards import status_is_closed
+
+    names = task_fields()
+    dates = [names.index(n) for n in _DATE_FIELDS]
+    tuples = [names.index(n) for n in ("project_phids", "subscriber_phids")]
+    status_i, closed_i, closed_at_i = names.index("status"), names.index("is_closed"), names.index("closed_at")
+    utc = timezone.utc
+
+    def load(text: str) -> Task:
+        row = json.loads(text)
+        for i in dates:
+            if row[i] is not None:
+                row[i] = datetime.fromtimestamp(row[i], tz=utc)
+        for i in tuples:
+            row[i] = tuple(row[i])
+        row[closed_i] = status_is_closed(statuses, row[status_i], row[closed_at_i])
+        return Task(*row)
+
+    return load
 
 
 # --------------------------------------------------------------------------------------------
