@@ -435,6 +435,16 @@ def weekly_series(snapshot: Snapshot, tasks: Sequence[Task], now: datetime, week
     return out
 
 
+def counted_since(now: datetime, *, window_days: int, weeks: int, tz: tzinfo) -> datetime:
+    """The oldest time the metrics count from: the window's start or the first weekly series
+    week's start (team timezone), whichever is earlier. A task closed before it, and not modified
+    since, changes no metric: the loader may leave it in the cache (only open tasks and those
+    closed or modified since then are loaded). Every event a metric dates is at or before the
+    task's dateModified, so "modified since" keeps any task whose history starts in the window."""
+    first_week = week_start(now.astimezone(tz).date()) - timedelta(weeks=max(weeks, 1) - 1)
+    return min(now - timedelta(days=window_days), datetime.combine(first_week, datetime.min.time(), tz))
+
+
 def compute_metrics(
     snapshot: Snapshot,
     *,
