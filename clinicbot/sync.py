@@ -67,7 +67,7 @@ from clinicbot.phab.boards import (
 from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.errors import StateError
-from clinicbot.model import Column, Task
+from clinicbot.model import Closing, Column, Task
 from clinicbot.state.cache import (
     CacheStore,
     LazyTimelines,
@@ -307,17 +307,22 @@ def sync(
         proxies = structure.proxies()
         progress.phase("tasks", None if plan.mode == "incremental" else (store.task_count() or None))
         if structure.column_phids():
-            for page in client.search_pages("maniphest.search", constraints=constraints,
-                                            attachments=TASK_ATTACHMENTS, order=order):
-                newest = max(newest, _store_page(store, page, proxies, started_epoch, seen, need))
-                result.tasks_fetched += len(page)
-                progress.advance(len(page))
+            with _HistoryOverlap(client, store, structure, settings) as overlap:
+                for page in client.search_pages("maniphest.search", constraints=constraints,
+                                                attachments=TASK_ATTACHMENTS, order=order):
+                    page_need: dict[str, tuple[int, int]] = {}
+                    newest = max(newest, _store_page(store, page, proxies, started_epoch, seen, page_need))
+                    overlap.submit(page_need)  # what it does not take stays in page_need
+                    need.update(page_need)
+                    result.tasks_fetched += len(page)
+                    progress.advance(len(page))
+                result.histories_fetched = overlap.finish()
 
         # Histories missing or older than their task, also from earlier runs that failed
         # between writing a task row and its history.
         for task_id, phid, modified in ([] if completed_before else store.stale_histories()):
             need.setdefault(phid, (task_id, modified))
-        result.histories_fetched = _fetch_histories(client, store, need, structure, settings, progress)
+        result.histories_fetched += _fetch_histories(client, store, need, structure, settings, progress)
 
         with store.transaction() as conn:
             if plan.mode != "incremental":
@@ -403,19 +408,72 @@ def _fetch_histories(client: ConduitClient, store: CacheStore, need: Mapping[str
         chunk = pending[start:start + chunk_size]
         timelines = fetch_timelines(client, [(task_id, phid) for phid, (task_id, _) in chunk],
                                     use_batch=structure.batch_history, concurrency=settings.concurrency)
-        with store.transaction() as conn:
-            for phid, (task_id, modified) in chunk:
-                timeline = timelines.get(phid)
-                # No history = deleted or hidden from the bot since the search: remember "none"
-                # for this dateModified so it is not asked for again until the task changes.
-                conn.execute("INSERT OR REPLACE INTO timelines (phid, task_modified, data) VALUES (?, ?, ?)",
-                             (phid, modified, dump_timeline(timeline) if timeline is not None else None))
-                if timeline is not None:
-                    conn.executemany("INSERT OR IGNORE INTO actors (phid) VALUES (?)",
-                                     [(a,) for a in {e.author_phid for e in timeline.events if e.author_phid}])
+        _store_histories(store, chunk, timelines)
         done += len(chunk)
         progress.advance(len(chunk))
     return done
+
+
+def _store_histories(store: CacheStore, chunk: list[tuple[str, tuple[int, int]]], timelines: Mapping[str, Any]) -> None:
+    with store.transaction() as conn:
+        for phid, (_, modified) in chunk:
+            timeline = timelines.get(phid)
+            # No history = deleted or hidden from the bot since the search: remember "none"
+            # for this dateModified so it is not asked for again until the task changes.
+            conn.execute("INSERT OR REPLACE INTO timelines (phid, task_modified, data) VALUES (?, ?, ?)",
+                         (phid, modified, dump_timeline(timeline) if timeline is not None else None))
+            if timeline is not None:
+                conn.executemany("INSERT OR IGNORE INTO actors (phid) VALUES (?)",
+                                 [(a,) for a in {e.author_phid for e in timeline.events if e.author_phid}])
+
+
+class _HistoryOverlap(Closing):
+    """The histories of each task page, fetched while the next page is on its way (issue 12, item 3).
+
+    A cold sync used to read every page, then every history batch, one round trip after the
+    other. Here each page's histories go to a small pool (``schedule.sync.concurrency`` threads on
+    the one client and its session; every call keeps its own retry and 429 backoff) while this
+    thread asks for the next page; answers are stored here, in this thread (SQLite), oldest
+    first, with at most ``concurrency`` batches in flight (memory stays bounded). A failure
+    cancels the batches not started and is raised when its batch is stored."""
+
+    def __init__(self, client: ConduitClient, store: CacheStore, structure: Structure, settings: SyncSettings):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.client, self.store, self.structure = client, store, structure
+        self.limit = settings.concurrency
+        self.pool = (ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="sync-history")
+                     if settings.concurrency > 1 else None)
+        self.inflight: list[tuple[Any, list[tuple[str, tuple[int, int]]]]] = []
+        self.done = 0
+
+    def submit(self, need: dict[str, tuple[int, int]]) -> None:
+        """Fetch these histories in the background; without a pool they stay in ``need`` for later."""
+        if self.pool is None or not need:
+            return
+        from clinicbot.phab.history import fetch_timelines
+
+        chunk = sorted(need.items(), key=lambda kv: kv[1][0])
+        need.clear()
+        future = self.pool.submit(fetch_timelines, self.client, [(i, phid) for phid, (i, _) in chunk],
+                                  use_batch=self.structure.batch_history, concurrency=1)
+        self.inflight.append((future, chunk))
+        while len(self.inflight) > self.limit:
+            self._store_oldest()
+
+    def _store_oldest(self) -> None:
+        future, chunk = self.inflight.pop(0)
+        _store_histories(self.store, chunk, future.result())
+        self.done += len(chunk)
+
+    def finish(self) -> int:
+        while self.inflight:
+            self._store_oldest()
+        return self.done
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------------------------

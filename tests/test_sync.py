@@ -328,3 +328,30 @@ def test_sync_command_text_json_and_full(env):
     assert __import__("json").loads(third.output)["mode"] == "full"
     with CacheStore(cache_path(env.config)) as store:
         assert [r["outcome"] for r in store.last_runs().values()] == ["ok"]  # recorded as the sync job
+
+
+def test_a_cold_sync_fetches_each_pages_histories_while_the_next_page_is_read(env):
+    """Issue 12, item 3: the history batches overlap the task pages (one pool on the one client);
+    with concurrency 1 they come after the pages, as before. Same calls, same cache."""
+    order: list[str] = []
+    real = env.client.call
+
+    def call(method, **params):
+        order.append(method)  # in the order the requests are sent
+        return real(method, **params)
+
+    env.client.call = call  # type: ignore[method-assign]
+    result = env.sync()
+    pages = [i for i, m in enumerate(order) if m == "maniphest.search"]
+    batches = [i for i, m in enumerate(order) if m == "maniphest.gettasktransactions"]
+    assert len(pages) >= 3 and len(batches) == math.ceil(result.tasks_total / 100)
+    assert min(batches) < max(pages)  # a page's histories were read before the last page
+    assert result.histories_fetched == result.tasks_total
+    env.assert_cache_matches_server()
+
+    order.clear()
+    result = env.sync(full=True, settings=SyncSettings(concurrency=1))
+    pages = [i for i, m in enumerate(order) if m == "maniphest.search"]
+    batches = [i for i, m in enumerate(order) if m == "maniphest.gettasktransactions"]
+    assert max(pages) < min(batches) and result.histories_fetched == result.tasks_total
+    env.assert_cache_matches_server()
