@@ -284,7 +284,7 @@ def sync(
                 conn.execute("DELETE FROM timelines")
                 # Until this full sync completes the cache is partial: the next run must not
                 # trust it for an incremental sync, so the mark goes (a reconcile follows).
-                conn.execute("DELETE FROM meta WHERE key IN ('high_water', 'last_reconcile')")
+                conn.execute("DELETE FROM meta WHERE key IN ('high_water', 'last_reconcile', ?)", (LOOKUPS_KEY,))
                 store.put("history_fingerprint", _history_fingerprint())
 
         modified_start: datetime | None = None

@@ -166,3 +166,18 @@ def test_kept_lookups_expire_and_a_changed_board_drops_them(sandbox, tmp_path):
     with sqlite3.connect(db) as conn:
         kept = conn.execute("SELECT value FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone()
     assert kept is None
+    # And `sync --full` forgets them too.
+    app = fresh_app(path)
+    try:
+        load_snapshot(app, open_only=True)
+    finally:
+        app.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT 1 FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone() is not None
+    client = ConduitClient(sandbox.url, sandbox.token)
+    try:
+        sync(client, config, now=NOW, full=True)
+    finally:
+        client.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT 1 FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone() is None
