@@ -35,6 +35,7 @@ def world():
         alice, oscar = (ConduitClient(sb.url, tokens[u]) for u in ("alice", "oscar"))
         boards = {p["fields"]["name"]: p["phid"] for p in oscar.search("project.search", constraints={
             "name": "C"}) if p["fields"]["name"] in ("Core Platform Team", "CPT External Code Reviews")}
+        [security] = [p["phid"] for p in oscar.search("project.search", constraints={"name": "Security"})]
         columns = {(c["fields"]["project"]["phid"], c["fields"]["name"]): c["phid"]
                    for c in oscar.search("project.column.search", constraints={"projects": sorted(boards.values())})}
         ext, cpt = boards["CPT External Code Reviews"], boards["Core Platform Team"]
@@ -52,6 +53,8 @@ def world():
             "unowned": new("Unowned work on the internal board", cpt, "Ready"),
             "wishlist": new("Unowned wishlist item", cpt, "Ready", priority="wish"),
             "by-task": new("Unowned but exempt by task", cpt, "Ready"),
+            "security": new("Unowned, tagged Security (a tag with no board)", cpt, "Ready",
+                            **{"projects.add": [security]}),
         }
         clock.at = NOW + timedelta(days=1)
         alice.call("maniphest.edit", objectIdentifier=tasks["answered"]["phid"],
@@ -97,10 +100,20 @@ def test_the_new_checks_see_the_tasks_and_exemptions_keep_exempt_ones_quiet(worl
     unassigned = _by_task(data["findings"], "unassigned-on-internal-board")
     assert mono["unowned"] in unassigned and unassigned[mono["unowned"]]["facts"]["role"] == "ready"
     assert mono["wishlist"] not in unassigned and mono["by-task"] not in unassigned  # exempt
+    assert mono["security"] in unassigned
     # without the exemption they fire like the others
     plain = json.loads(_check(_config(tmp_path / "plain", sb, {}), "--format", "json").stdout)
     assert {mono["wishlist"], mono["by-task"], mono["unowned"]} <= set(_by_task(plain["findings"],
                                                                                 "unassigned-on-internal-board"))
+
+
+@pytest.mark.parametrize("name", ["Security", "#security"])
+def test_a_tag_without_a_board_named_by_name_or_hashtag_is_looked_up_on_the_server(world, tmp_path, name):
+    sb, tasks = world
+    config = _config(tmp_path, sb, {"unassigned-on-internal-board": {"exempt": {"tags": [name]}}})
+    data = json.loads(_check(config, "--format", "json").stdout)
+    unassigned = _by_task(data["findings"], "unassigned-on-internal-board")
+    assert tasks["unowned"]["monogram"] in unassigned and tasks["security"]["monogram"] not in unassigned
 
 
 def test_an_exemption_naming_an_unknown_project_stops_the_run_with_one_line(world, tmp_path):

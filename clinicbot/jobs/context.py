@@ -178,4 +178,19 @@ def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bo
                                   actors=cached.actors, lookups=lookups)
     if lookups.changed and use_cache:
         save_lookups(cache_path(config), lookups)
+    resolve_exempt_projects(client, config, snapshot)
     return snapshot
+
+
+def resolve_exempt_projects(client: "ConduitClient", config: "Config", snapshot: Snapshot) -> None:
+    """Projects the checks' ``exempt`` settings name by name or #hashtag that are no watched board:
+    looked up on the server (only when there are any) into ``snapshot.project_aliases``; an unknown
+    one is a ConfigError naming ``checks.<slug>.exempt.<key>[i]`` (checks/exempt.py)."""
+    from clinicbot.checks.exempt import unresolved_projects
+
+    wanted = unresolved_projects(config.section("checks"), snapshot)
+    if wanted:
+        from clinicbot.phab.boards import resolve_projects
+
+        found = resolve_projects(client, wanted, str(config.path) if config.path else "<config>")
+        snapshot.project_aliases.update({ident: found[ident]["phid"] for _, ident in wanted})
