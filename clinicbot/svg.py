@@ -257,6 +257,7 @@ def hbar_chart(title: str, labels: Sequence[str], values: Sequence[float], *, wi
 
 
 def _empty(title: str, width: int, height: int, text: str) -> Markup:
+    height = min(height, 150)  # a sentence needs no room for axes
     body = [f'<rect x="1" y="26" width="{width - 2}" height="{height - 28}" fill="#fafafa" stroke="#ccc"/>',
             f'<text x="{width / 2:.0f}" y="{height / 2 + 14:.0f}" text-anchor="middle" font-family="sans-serif" '
             f'font-size="14" fill="#666">{escape(text)}</text>']

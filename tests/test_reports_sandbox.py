@@ -274,7 +274,7 @@ def test_metrics_history_and_page(config, tmp_path):
     result = run(config, "metrics", "--format", "html", "--output", str(out))
     assert result.exit_code == 0, result.output
     html = (out / "index.html").read_text()
-    assert html.count("<svg") == 5 and "<script" not in html
+    assert html.count("<svg") == 6 and "<script" not in html
     from clinicbot.state.metrics_history import MetricsStore
 
     with MetricsStore(config.parent / "state") as store:
@@ -399,4 +399,4 @@ def test_scheduled_jobs_deliver_to_the_configured_targets(config):
         app.close()
     assert (config.parent / "out" / "digest.md").read_text().startswith("# Daily triage digest")
     assert (config.parent / "out" / "agenda.html").read_text().startswith("<!DOCTYPE html>")
-    assert (config.parent / "page" / "index.html").read_text().count("<svg") == 5
+    assert (config.parent / "page" / "index.html").read_text().count("<svg") == 6

@@ -60,7 +60,7 @@ def check(app: App, apply_: bool, dry_run: bool, only: str | None, task: str | N
     if apply_ and dry_run:
         raise ConfigError(None, "--apply", "--apply and --dry-run contradict each other; pick one")
     task_id = parse_task(task)
-    applying = not dry_run and (apply_ or bool(app.config().get("apply")))
+    applying = not dry_run and (apply_ or (app.has_config() and bool(app.config().get("apply"))))
     # With --format json stdout is the JSON document: the console handler writes to stderr. Not on a
     # terminal (cron), the console handler's lines are capped like the rest of the output.
     capped = None if fmt == "json" or app.console.is_terminal else CappedLines(app)
