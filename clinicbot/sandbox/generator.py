@@ -324,6 +324,11 @@ def special_plans(w: _World) -> tuple[list[Plan], dict[str, list[str]]]:
                                desc="Sampling for query logs.", tags=["ext"]) \
         .at(a(18), "bob", owner="bob", col="ext.progress") \
         .at(a(15), "bob", col="ext.completed", status="resolved", comment="Looks good, approved.")
+    # Discussing: the team has given its input (the process takes it off the board; the digest lists it).
+    new("discussing_answered").at(a(8), "rita", title="Review: Mobile API rate limit headers",
+                                  desc="Should the mobile client honour Retry-After?", tags=["ext"]) \
+        .at(a(7), "rita", col="ext.discussing", comment="We need CPT's advice on the header semantics first.") \
+        .at(a(3), "alice", comment="Our advice: honour Retry-After and cap it at 60 seconds.")
 
     # Waiting for Review for more than 7 days (and one recent).
     new("wfr_stale_1", "waiting_for_review_stale").at(a(25), "dave", title="Add canary stage to the deploy pipeline",
