@@ -259,6 +259,8 @@ def test_the_demo_shows_the_new_digest_sections():
     assert result.exit_code == 0, result.output
     out = result.output
     assert "Review tasks to move to the external review board (" in out
+    answered = out.split("Answered in Discussing: remove from the board (1)")[1].split("\n\n")[1]
+    assert answered.startswith("- T") and "Review: Mobile API rate limit headers" in answered  # the seeded one
     assert "Untag candidates: old tasks with no real activity (" in out
     assert "…and " in out and "/maniphest/?ids=" in out  # a section longer than its cap
     section = out.split("Untag candidates: old tasks with no real activity (")[1].split("\n\n")[1]
