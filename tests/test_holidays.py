@@ -150,3 +150,20 @@ def test_parse_holidays_accepts_a_country_alone_and_nothing():
     assert us.elapsed(at("2026-07-03 08:00", "America/Los_Angeles"), at("2026-07-03 18:00", "America/Los_Angeles")) \
         == timedelta(0)
 
+
+
+def test_an_owners_own_time_away_does_not_age_their_work_in_progress():
+    """`stale-in-progress` in business hours, 2 working days: two tasks in Doing, last touched at the
+    Monday offsite. By Thursday evening bob's has waited Tue-Thu (3 working days: fires); alice was on
+    vacation Tue and Wed, so hers has waited only Thursday (1 working day: no finding)."""
+    from checkdata import ALICE, BOB
+    from clinicbot.checks.workload import StaleInProgressCheck
+
+    rot = parse_rotation(ROTATION)
+    bh = BusinessHours.parse(BERLIN, "09:00-17:00", ("mon", "tue", "wed", "thu", "fri"), rotation=rot)
+    sb = SnapshotBuilder(now=at("2026-12-03 17:00", BERLIN))
+    doing = sb.column("Team", "doing")
+    sb.task(1, created=at("2026-11-30 09:00", BERLIN), owner=ALICE, columns=[doing])
+    sb.task(2, created=at("2026-11-30 09:00", BERLIN), owner=BOB, columns=[doing])
+    found = run_check(StaleInProgressCheck(), sb.build(), days=2, business_hours=bh)
+    assert [f.task_id for f in found] == [2]

@@ -108,10 +108,10 @@ class CookieLickingCheck:
                 continue
             claimed, claimed_by = _claimed_at(snapshot, task)
             last = _owner_last_action(snapshot, task, claimed)
-            waited = age(ctx, last)
+            username = snapshot.username(owner)
+            waited = age(ctx, last, person=username)  # the owner's own time away does not count
             if waited < limit:
                 continue
-            username = snapshot.username(owner)
             idle.append(task_finding(
                 self.slug, snapshot, task, severity="info", subject=username,
                 summary=(f"{username} claimed {task.monogram} {task.title} and has done nothing on it "
@@ -177,7 +177,8 @@ class StaleInProgressCheck:
                     last, actor, kind = event.at, snapshot.username(event.author_phid), event.kind
                 else:
                     last = created_at(snapshot, task)
-            waited = age(ctx, last)
+            # Work in progress waits on its owner: their listed time away does not count.
+            waited = age(ctx, last, person=snapshot.username(task.owner_phid) or None)
             if waited < limit:
                 continue
             findings.append(task_finding(
