@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from clinicbot.jobs.context import App
 from clinicbot.checks import BUILTIN_SLUGS
 from clinicbot.cli import cli
-from clinicbot.jobs.demo import write_sandbox_config
+from clinicbot.jobs.demo import DEMO_CHECKS, write_sandbox_config
 from clinicbot.errors import EXIT_CAP, EXIT_CONFIG
 from clinicbot.state.ledger import Ledger, StateLock
 from clinicbot.sandbox import Sandbox, generate_scenario
@@ -81,7 +81,7 @@ def make_config(tmp_path: Path, sb: Sandbox, *, repetition: int | None = DAY, ca
     data["rotation"] = "rotation.yaml"
     data["max_writes_per_run"] = cap
     data["checks"] = {slug: {"handlers": ["comment"] if slug in commenting else ["console"],
-                             "repetition_seconds": repetition} for slug in BUILTIN_SLUGS}
+                             "repetition_seconds": repetition, **DEMO_CHECKS.get(slug, {})} for slug in BUILTIN_SLUGS}
     if timeout is not None:
         data["phabricator"]["timeout"] = timeout
         data["phabricator"]["retries"] = 0

@@ -409,6 +409,12 @@ def special_plans(w: _World) -> tuple[list[Plan], dict[str, list[str]]]:
     new("icebox").at(a(80), "pete", title="Evaluate a service mesh dashboard", desc=texts.description(w.rng),
                      tags=["cpt"]) \
         .at(a(50), "mona", col="cpt.icebox", prio="wish", comment="Parking this for now.")
+    # Discussing, unanswered: an outsider asked for the team's advice 10 days ago and nobody on the team
+    # has answered since (last, so the tasks before it keep their ids).
+    new("discussing_unanswered").at(a(12), "quinn", title="Review: Webhook retry backoff for partner APIs",
+                                    desc="Which backoff schedule does CPT recommend for partner webhooks?",
+                                    tags=["ext"]) \
+        .at(a(10), "quinn", col="ext.discussing", comment="Moving this to Discussing: we need CPT's advice.")
     return plans, facts
 
 
