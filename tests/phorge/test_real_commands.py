@@ -105,6 +105,15 @@ def expected_findings(phorge: PhorgeServer) -> dict[str, dict[str, Any]]:
                 out[f"stale-in-progress:{mono}"] = {"column": column}
             if role == "triage_meeting_inbox" and entered < meeting_at.timestamp():
                 leftovers.append(mono)
+            if role == "discussing" and _responded(phorge, task, entered):
+                out[f"discussing-answered:{mono}"] = {"column": column}
+            if role == "discussing" and now - entered >= 7 * DAY and not _responded(phorge, task, entered):
+                out[f"discussing-unanswered:{mono}"] = {"column": column}
+            # An internal board (no review or discussing column): every task past its inbox has a team owner.
+            internal = not {"review_needed", "review_in_progress", "discussing"} & set(BOARD_ROLES[board])
+            if (internal and role not in ("inbox", "triage_meeting_inbox", "done")
+                    and task["owner"] not in team and now - entered >= 24 * HOUR):
+                out[f"unassigned-on-internal-board:{mono}"] = {"column": column}
         owner = task["owner"]
         if owner in team and "done" not in roles:
             owned[owner] = owned.get(owner, 0) + 1
@@ -218,7 +227,7 @@ def test_check_dry_run_lists_the_expected_findings(phorge: PhorgeServer, make_ph
     data = json.loads(result.stdout)
     expected = expected_findings(phorge)
     got = {f["key"]: f for f in data["findings"]}
-    assert sorted(got) == sorted(expected)
+    assert sorted(got) == sorted(expected), f"unexpected {sorted(set(got) - set(expected))}, missing {sorted(set(expected) - set(got))}"
     for key, want in expected.items():
         if "column" in want:
             assert got[key]["facts"]["column"] == want["column"], key
