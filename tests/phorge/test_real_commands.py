@@ -156,7 +156,8 @@ def test_the_expectations_are_not_empty(phorge: PhorgeServer):
     # The rules above must find every kind of seeded trouble, or comparing with them proves little.
     slugs = {k.split(":")[0] for k in expected_findings(phorge)}
     assert slugs == {"unbreak-now", "untriaged", "unprioritised", "review-needed", "waiting-for-review",
-                     "stale-in-progress", "cookie-licking", "triage-meeting-leftovers"}
+                     "stale-in-progress", "cookie-licking", "triage-meeting-leftovers", "discussing-answered",
+                     "unassigned-on-internal-board"}  # discussing-unanswered: test_real_checks_discussing_hygiene
     assert len(expected_findings(phorge)) >= 20
 
 
