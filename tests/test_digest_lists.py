@@ -265,3 +265,16 @@ def test_the_demo_shows_the_new_digest_sections():
     assert "…and " in out and "/maniphest/?ids=" in out  # a section longer than its cap
     section = out.split("Untag candidates: old tasks with no real activity (")[1].split("\n\n")[1]
     assert section.startswith("- T") and "no real activity since" in section
+
+
+def test_an_unknown_reports_key_names_digest_and_agenda_among_the_known_ones(tmp_path):
+    import yaml
+    from clinicbot.config import load_config
+    from clinicbot.errors import ConfigError
+
+    raw = {"phabricator": {"url": "https://phab.example.org/"}, "boards": [{"project": "Team", "columns": {"inbox": "Inbox"}}],
+           "reports": {"digets": {"max_rows": 3}}}
+    (tmp_path / "clinicbot.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as bad:
+        load_config(tmp_path / "clinicbot.yaml")
+    assert "reports.digets" in str(bad.value) and "agenda, " in str(bad.value) and "digest, " in str(bad.value)

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from clinicbot.state.fileio import write_atomic
 from clinicbot.config import Config
@@ -64,8 +64,9 @@ _PATHS = ("agenda_wiki_path", "metrics_wiki_path", "digest_wiki_path")
 _TARGETS = ("digest_to", "agenda_to", "metrics_to")
 
 
-def report_settings(config: Config) -> ReportSettings:
-    """Validate ``reports:``; an unknown key or a bad value is a ConfigError naming ``reports.<key>``."""
+def report_settings(config: Config, *, validated_elsewhere: Iterable[str] = ()) -> ReportSettings:
+    """Validate ``reports:``; an unknown key or a bad value is a ConfigError naming ``reports.<key>``.
+    ``validated_elsewhere``: keys another validator owns (named in the message, not read here)."""
     raw = config.section("reports")
     known = sorted(set(_INTS) | set(_PATHS) | set(_TARGETS) | {"sla_hours", "digest_lookback_hours", "email_to",
                                                              "metrics_output"})
@@ -73,7 +74,8 @@ def report_settings(config: Config) -> ReportSettings:
     for key, value in raw.items():
         where = f"reports.{key}"
         if key not in known:
-            raise config.error(where, f"unknown key; known keys under reports: {', '.join(known)}")
+            every = ", ".join(sorted({*known, *validated_elsewhere}))
+            raise config.error(where, f"unknown key; known keys under reports: {every}")
         if key in _INTS:
             if isinstance(value, bool) or not isinstance(value, int) or value < _INTS[key]:
                 raise config.error(where, f"must be a whole number of at least {_INTS[key]}, not {value!r}")

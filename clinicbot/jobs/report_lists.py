@@ -119,7 +119,7 @@ def reports_section(config: Config) -> ReportSettings:
     for kind in SUBSECTIONS:
         list_settings(config, kind)
     rest = {k: v for k, v in config.section("reports").items() if k not in SUBSECTIONS}
-    return report_settings(replace(config, raw={**config.raw, "reports": rest}))
+    return report_settings(replace(config, raw={**config.raw, "reports": rest}), validated_elsewhere=SUBSECTIONS)
 
 
 # --------------------------------------------------------------------------------------------
