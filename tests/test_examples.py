@@ -21,3 +21,16 @@ def test_packaged_rotation_is_the_example_and_validates():
     assert example_rotation_text() == (ROOT / "rotation.yaml").read_text()
     rot = load_rotation(ROOT / "templates" / "examples" / "rotation.yaml")
     validate(rot, datetime(2026, 11, 22, tzinfo=timezone.utc))
+
+
+def test_the_example_configs_commented_sections_load_when_uncommented(tmp_path):
+    """The commented-out checks:/reports: examples are real settings: uncommented, they validate."""
+    text = (ROOT / "clinicbot.example.yaml").read_text()
+    head, commented = text.split("# checks:", 1)
+    lines = ("# checks:" + commented).splitlines()
+    body = "\n".join(line[2:] if line.startswith("# ") else "" for line in lines)
+    (tmp_path / "clinicbot.yaml").write_text(head + body + "\n")
+    (tmp_path / "rotation.yaml").write_text((ROOT / "rotation.yaml").read_text())
+    cfg = load_config(tmp_path / "clinicbot.yaml")
+    assert {"review-migration", "untag-candidate", "untriaged"} <= set(cfg.section("checks"))
+    assert cfg.section("reports")["agenda"] == {"lists": ["untag-candidate"]}
