@@ -43,8 +43,7 @@ from clinicbot.reports.templating import Templates
 
 log = logging.getLogger(__name__)
 
-CRASH_ENV = "CLINICBOT_TEST_CRASH_AFTER_WRITE"  # test-only, see actions.py
-TASK_HANDLERS = ("comment", "subscribe")
+CRASH_ENV = "CLINICBOT_TEST_CRASH_AFTER_WRITE"  # test-only, see delivery/outbox.py
 
 
 # --------------------------------------------------------------------------------------------
