@@ -138,6 +138,9 @@ def test_untag_is_off_by_default_then_applied_once_and_never_twice(sandbox, tmp_
     assert all("Clinic Duty Team" not in tags(sandbox, a["task"]) for a in posted)
     _, data = run_json(config, "--only", "untag-candidate", "--apply")
     assert [a for a in data["actions"] if a["handler"] == "untag"] == [] and edits(sandbox) == len(planned)
+    # ... and not found again: the untagged tasks left the sync cache with the run that untagged them
+    # (an incremental sync asks only for tasks on the watched boards, so it would never refresh them).
+    assert not {f["task"] for f in data["findings"]} & {a["task"] for a in posted}
 
 
 # -- point 8: the cap -------------------------------------------------------------------------------

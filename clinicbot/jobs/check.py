@@ -519,9 +519,24 @@ def run_check_job(app: Any, *, apply: bool | None = None, only: str | None = Non
                 record_outcomes(ledger, result.decisions, outbox.actions, now)
                 record_written(ledger, outbox.actions, (), now)
                 ledger.prune(now)
+            forget_untagged(config, outbox.actions)
         return result
     finally:
         ledger.close()
+
+
+def forget_untagged(config: Any, actions: Sequence[Action]) -> None:
+    """Drop the tasks this run untagged from the sync cache. An incremental sync asks only for tasks on
+    the watched boards, so a task untagged from them would stay cached with its old tags (and be found
+    again); forgotten, it comes back with the next sync only if it is still on a watched board (the
+    untag bumped its dateModified past the high-water mark)."""
+    phids = {a.task_phid for a in actions if a.handler == "untag" and a.status == "posted" and a.task_phid}
+    if not phids:
+        return
+    from clinicbot.state.cache import CacheStore, cache_path
+
+    with CacheStore(cache_path(config)) as store:
+        store.forget_tasks(phids)
 
 
 def plan_todo(planner: Planner, ledger: Ledger, settings: Mapping[str, Any], decisions: Sequence[Decision],
