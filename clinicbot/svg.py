@@ -236,6 +236,25 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *
     return _svg(width, height, title, body, legend)
 
 
+LABEL_CHARS = 24  # what fits in an hbar chart's 170 px label column at 12 px sans-serif
+
+
+def fit_label(label: str, limit: int = LABEL_CHARS) -> str:
+    """``label`` in at most ``limit`` characters. A "Board / Column" label keeps its column (what tells
+    the rows of one board apart) and shortens the board: "CPT External… / Review Needed"."""
+    if len(label) <= limit:
+        return label
+    board, sep, column = label.rpartition(" / ")
+    if not sep:
+        return _cut(label, limit)
+    board = _cut(board, max(5, limit - len(sep) - len(column)))  # at least "Core…"
+    return board + sep + _cut(column, limit - len(board) - len(sep))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def hbar_chart(title: str, labels: Sequence[str], values: Sequence[float], *, width: int = WIDTH,
                bar_height: int = 20, label_width: int = 170, empty_text: str = EMPTY_TEXT) -> Markup:
     """Horizontal bars with a label each (tasks per column): long labels fit, many rows fit."""
@@ -248,7 +267,7 @@ def hbar_chart(title: str, labels: Sequence[str], values: Sequence[float], *, wi
     for i, (label, v) in enumerate(zip(labels, values)):
         y = 28 + i * bar_height
         w = span * (v / vmax)
-        text = label if len(label) <= 27 else label[:26] + "…"
+        text = fit_label(label)
         body.append(f'<text x="{label_width - 6}" y="{y + bar_height * 0.7:.1f}" text-anchor="end" {FONT}>'
                     f'<title>{escape(label)}</title>{escape(text)}</text>')
         body.append(f'<rect x="{label_width}" y="{y + 2}" width="{w:.1f}" height="{bar_height - 4}" fill="{PALETTE[0]}"/>')

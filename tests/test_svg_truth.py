@@ -113,3 +113,19 @@ def test_backlog_chart_puts_daily_records_and_weekly_reconstructions_on_one_time
     day = recorded[1] - recorded[0]
     assert abs((reconstructed[1] - reconstructed[0]) / day - 7) < 0.05  # Nov 9 -> Nov 16: seven days
     assert abs((recorded[0] - reconstructed[1]) / day - 4) < 0.05  # Nov 16 -> Nov 20
+
+
+def test_long_board_and_column_labels_keep_the_column_and_fit():
+    from clinicbot.svg import LABEL_CHARS, fit_label
+
+    labels = ["CPT External Code Reviews / Review Needed", "CPT External Code Reviews / In Progress",
+              "Core Platform Team / Inbox", "A board with a very long name / A column with a very long name too"]
+    fitted = [fit_label(label) for label in labels]
+    assert fitted[0] == "CPT Ext… / Review Needed"
+    assert fitted[1].endswith(" / In Progress") and fitted[0] != fitted[1]
+    assert all(len(f) <= LABEL_CHARS for f in fitted)
+    assert fitted[3] == "A bo… / A column with a…" and fit_label("Short / Col") == "Short / Col"
+    assert fit_label("Core Platform Team / Triage Meeting Inbox") == "Core… / Triage Meeting…"
+    svg = str(hbar_chart("Open tasks per column", labels, [3, 8, 11, 0]))
+    assert "Review Needed</text>" in svg and "In Progress</text>" in svg
+    assert f"<title>{labels[0]}</title>" in svg  # the whole label stays in the tooltip
