@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .realserver import BOARD_ROLES, PhorgeServer, run_clinicbot, seed
+from .realserver import BOARD_ROLES, PhorgeServer, inspect_rendered, run_clinicbot, seed
 
 pytestmark = pytest.mark.phorge
 
@@ -118,6 +118,9 @@ def todo_actions(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [a for a in data["actions"] if a["handler"] == "todo"]
 
 
+HOSTILE_TODO = "Another one waiting: ping @carol **bold** //italic// [[ http://evil.example | click ]] {F1} T1"
+
+
 def test_todo_task_created_once_updated_in_place_and_closed_at_handoff(phorge: PhorgeServer, make_phorge_config):
     board = phorge.new_board("Todo")
     first = phorge.scratch_task("Waiting in the inbox", column="Inbox", age_days=3, board=board)
@@ -152,12 +155,17 @@ def test_todo_task_created_once_updated_in_place_and_closed_at_handoff(phorge: P
     # a finding clears (triaged out of the inbox) and another appears: the same task, rewritten in place
     phorge.call("maniphest.edit", as_user="alice", objectIdentifier=first["phid"],
                 transactions=[{"type": "column", "value": [board.columns["Ready"]]}])
-    second = phorge.scratch_task("Another one waiting", column="Inbox", age_days=3, board=board)
+    second = phorge.scratch_task(HOSTILE_TODO, column="Inbox", age_days=3, board=board)
     updated = check(config, "--apply", now=now + timedelta(minutes=20))
     assert [(a["task"], a["status"]) for a in todo_actions(updated)] == [(todo_task, "posted")]
     text = phorge.call("maniphest.search", constraints={"ids": [int(todo_task[1:])]})["data"][0]["fields"]["description"]["raw"]
     assert f"[x] [[ /{first['monogram']} | {first['monogram']} ]]" in text
     assert f"[ ] [[ /{second['monogram']} | {second['monogram']} ]]" in text
+    # the checklist carries task text as data: as Phorge renders it, nothing pings, links, embeds or bolds
+    rendered = inspect_rendered(phorge.render(text))
+    links = {f"/{first['monogram']}", f"/{second['monogram']}"}
+    assert rendered.problems(links=links, inert=("bold", "italic", "click")) == []
+    assert phorge.edges([second["phid"]], ["mentioned-in"]) == []
     # handoff: closed with a summary; the next shift's task is a new one
     after = check(config, "--apply", now=handoff + timedelta(hours=1))
     ops = {a["text"].split()[0]: a for a in todo_actions(after)}
