@@ -6,19 +6,23 @@ parsed here. The other structured sections (``checks``, ``delivery``, ``schedule
 ``schedule.sync``, ``reports``) are validated by the code that owns them — it knows the
 checks, the jobs, the delivery targets — which registers its validator here with
 :func:`register_section` (``clinicbot.jobs.sections`` registers them all; ``clinicbot.jobs``
-imports it). :func:`load_config` runs every registered validator once, so every command
-refuses a bad section, whether it uses it or not, with one line naming the file and the key;
-what each validator returns is kept in :attr:`Config.typed`. (config is the bottom layer: it
-imports none of those modules, they register themselves with it.)
+imports it). :func:`load_config` runs the validator of every section the file gives, once, so
+every command refuses a bad section, whether it uses it or not, with one line naming the file
+and the key; what each validator returns is kept in :attr:`Config.typed`. (config is the bottom
+layer: it imports none of those modules; they register themselves with it, by name —
+``"module:function"`` — so a module is imported only when its section is validated: a file
+without a ``schedule:`` section does not import the scheduler's module at load, and the
+defaults of an absent section are computed when a job first asks for them.)
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping, MutableMapping
 
 import yaml
 
@@ -127,8 +131,13 @@ class Config:
     values: dict[str, Any]  # dotted setting name -> value (defaults filled in)
     boards: list[BoardConfig]
     raw: dict[str, Any] = field(default_factory=dict)
-    # section name -> what its registered validator returned (filled by load_config / validate_sections)
-    typed: dict[str, Any] = field(default_factory=dict)
+    # section name -> what its registered validator returned (filled by load_config / validate_sections;
+    # a section the file does not give is computed on first use: see TypedSections)
+    typed: MutableMapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        done = self.typed.done if isinstance(self.typed, TypedSections) else dict(self.typed)
+        self.typed = TypedSections(self, done)
 
     # -- settings --------------------------------------------------------------------------
     def get(self, name: str) -> Any:
@@ -354,23 +363,81 @@ def load_yaml(text: str, file: str, error: Callable[..., Exception] = ConfigErro
 # Structured sections: validators registered by the modules that own them
 
 SectionValidator = Callable[["Config"], Any]
-SECTION_VALIDATORS: dict[str, SectionValidator] = {}
+# section name -> its validator, or "module:function" naming it (imported when first needed)
+SECTION_VALIDATORS: dict[str, SectionValidator | str] = {}
 
 
-def register_section(name: str, validate: SectionValidator) -> None:
+def register_section(name: str, validate: SectionValidator | str) -> None:
     """``validate(config)`` checks section ``name`` (raising :class:`ConfigError` naming file and key)
-    and returns its typed value; :func:`load_config` calls it for every config loaded."""
+    and returns its typed value; :func:`load_config` calls it for every config that gives the section.
+    ``validate`` may be ``"package.module:function"``: the module is imported only when the section
+    is validated (start-up: loading a config does not import every section's owner)."""
     if name not in SECTIONS:
         raise ValueError(f"{name!r} is not a config section; sections: {', '.join(SECTIONS)}")
+    if isinstance(validate, str) and validate.count(":") != 1:
+        raise ValueError(f"{validate!r} is not 'module:function'")
     SECTION_VALIDATORS[name] = validate
 
 
+def section_validator(name: str) -> SectionValidator | None:
+    """The validator registered for section ``name`` (a ``"module:function"`` is imported now), or None."""
+    validate = SECTION_VALIDATORS.get(name)
+    if isinstance(validate, str):
+        module, _, function = validate.partition(":")
+        validate = SECTION_VALIDATORS[name] = getattr(importlib.import_module(module), function)
+    return validate
+
+
+def section_given(config: Config, name: str) -> bool:
+    """Whether the file gives section ``name`` (anything but absent, ``null`` or an empty mapping)."""
+    value = config.raw.get(name)
+    return value is not None and value != {}
+
+
+class TypedSections(MutableMapping[str, Any]):
+    """:attr:`Config.typed`: what each registered section validator returned for this config.
+
+    The sections the file gives are validated at load (:func:`validate_sections`); the value of
+    one it does not give (its defaults: nothing there can be wrong) is computed by the validator
+    the first time it is asked for, so a job that never reads the schedule never imports it."""
+
+    def __init__(self, config: Config, done: dict[str, Any] | None = None):
+        self.config = config
+        self.done: dict[str, Any] = dict(done or {})
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.done:
+            validate = section_validator(name)
+            if validate is None:
+                raise KeyError(name)
+            self.done[name] = validate(self.config)
+        return self.done[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.done[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self.done[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self.done, *(n for n in SECTIONS if n in SECTION_VALIDATORS)]))
+
+    def __len__(self) -> int:
+        return len(set(self.done) | set(SECTION_VALIDATORS))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.done or name in SECTION_VALIDATORS
+
+    def __repr__(self) -> str:
+        return f"TypedSections({sorted(self.done)} computed of {sorted(self)})"
+
+
 def validate_sections(config: Config) -> Config:
-    """Run every registered section validator once (in :data:`SECTIONS` order); keep the results."""
+    """Run the validator of every registered section the file gives, once (in :data:`SECTIONS` order),
+    and keep the results; an absent section's defaults are left to :class:`TypedSections`."""
     for name in SECTIONS:
-        validate = SECTION_VALIDATORS.get(name)
-        if validate is not None:
-            config.typed[name] = validate(config)
+        if name in SECTION_VALIDATORS and section_given(config, name):
+            config.typed[name] = section_validator(name)(config)  # type: ignore[misc]
     return config
 
 
