@@ -83,7 +83,7 @@ def sync(app: App, full: bool, fmt: str) -> None:
     A full resync happens with --full, when the cache is missing, or after an upgrade that changed
     its format. Takes the state lock (refused while `serve` or another command runs).
     """
-    from clinicbot.scheduler import JobRunner
+    from clinicbot.jobs.runner import JobRunner
 
     on_terminal = app.err_console.is_terminal and fmt == "text"
     with state_lock(app):
@@ -135,9 +135,8 @@ def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...]
     1 when a job ran partly (a check crashed, a delivery failed), and the job's own code (2, 3, 4)
     when it could not run.
     """
+    from clinicbot.jobs.runner import JobRunner
     from clinicbot.jobs.schedule import JOBS, crontab, schedule_of
-    from clinicbot.scheduler import JobRunner
-    from clinicbot.scheduler import serve as run_scheduler
 
     config = app.config()
     schedule = schedule_of(config)  # config errors before anything starts
@@ -166,6 +165,8 @@ def serve(app: App, apply: bool, once: tuple[str, ...], run_now: tuple[str, ...]
         log.warning("serve ignores --now/CLINICBOT_NOW: scheduled jobs run at the real time")
         app.now_override = None
     log.info("clinicbot serve: %s", "applying writes" if apply else "dry run (pass --apply or set apply: true)")
+    from clinicbot.scheduler import serve as run_scheduler  # APScheduler: only to serve (not for --once)
+
     sys.exit(run_scheduler(app, apply=apply, run_now=list(run_now), hold=lambda: waiting_lock(app, schedule.lock_wait)))
 
 

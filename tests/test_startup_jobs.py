@@ -1,0 +1,121 @@
+"""Start-up of a job (issue 12): what a cron run of each command imports, counted in modules, never timed.
+
+A warm job is a fresh process of one or two Conduit calls, so its imports are most of its time:
+loading the config imports no section's owner (validators registered by "module:function", run
+for the sections the file gives), `sync` runs without APScheduler or the other jobs' modules, and
+no job imports the scheduler, icalendar or (not on a terminal) rich. The bench times them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clinicbot.jobs.demo import write_sandbox_config
+from clinicbot.sandbox import Sandbox, generate_scenario
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+REPORT = "import json, sys; print('MODULES=' + json.dumps(sorted(sys.modules)), file=sys.stderr)"
+OWNERS = ("clinicbot.checks", "clinicbot.delivery", "clinicbot.jobs.schedule", "clinicbot.jobs.report_lists",
+          "clinicbot.scheduler", "apscheduler", "jinja2", "requests", "rich", "icalendar")
+
+
+def fresh(code: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run ``code`` in a fresh interpreter (stdout and stderr not a terminal, as under cron)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("TERM", "COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE",
+                                                                  "CLINICBOT_CONFIG", "CLINICBOT_NOW")}
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-c", f"{code}\n{REPORT}"], capture_output=True, text=True,
+                          env=full_env, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("MODULES=")]
+    assert lines, proc.stderr
+    return proc, set(json.loads(lines[-1][len("MODULES="):]))
+
+
+def loaded(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+def cli_run(config: Path, *args: str) -> str:
+    argv = ["--config", str(config), "--now", NOW.isoformat(), *args]
+    return ("import sys\nfrom clinicbot.cli import cli\n"
+            f"try:\n    cli.main({argv!r}, prog_name='clinicbot')\nexcept SystemExit as exc:\n"
+            "    print('EXIT=' + str(exc.code), file=sys.stderr)")
+
+
+GOOD = {"phabricator": {"url": "https://phab.example.org", "token_env": "X_TOKEN"},
+        "boards": [{"project": "Core Platform Team", "columns": {"inbox": "Inbox", "done": "Done"}}]}
+
+
+def test_loading_a_config_without_sections_imports_no_section_owner(tmp_path):
+    path = tmp_path / "clinicbot.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "rotation": None}))
+    proc, modules = fresh("import clinicbot.jobs\nfrom clinicbot.config import load_config\n"
+                          f"config = load_config({str(path)!r})\n"
+                          "import sys\nbefore = 'clinicbot.jobs.schedule' in sys.modules\n"
+                          "schedule = config.typed['schedule']\n"
+                          "print(before, type(schedule).__name__, 'clinicbot.jobs.schedule' in sys.modules)")
+    assert proc.stdout.split() == ["False", "Schedule", "True"]  # an absent section: its defaults on first use
+    _, modules = fresh("import clinicbot.jobs\nfrom clinicbot.config import load_config\n"
+                       f"load_config({str(path)!r})")
+    assert loaded(modules, OWNERS) == []
+
+
+def test_a_given_section_is_validated_at_load_and_only_its_owner_imported(tmp_path):
+    path = tmp_path / "clinicbot.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "holidays": {"country": "DE", "subdivision": "BY"}}))
+    proc, modules = fresh("import clinicbot.jobs\nfrom clinicbot.config import load_config\n"
+                          f"config = load_config({str(path)!r})\nprint(sorted(config.typed.done))")
+    assert proc.stdout.strip() == "['holidays']"
+    assert "clinicbot.checks.hours" in modules
+    assert loaded(modules, ("clinicbot.jobs.schedule", "clinicbot.delivery", "apscheduler", "requests")) == []
+    path.write_text(yaml.safe_dump({**GOOD, "holidays": {"datez": []}}))
+    proc, _ = fresh("import clinicbot.jobs\nfrom clinicbot.config import load_config\n"
+                    f"try:\n    load_config({str(path)!r})\nexcept Exception as exc:\n    print(exc)")
+    assert "holidays.datez" in proc.stdout and str(path) in proc.stdout
+
+
+def test_register_section_takes_module_and_function_by_name(tmp_path):
+    from clinicbot.config import SECTION_VALIDATORS, register_section, section_validator
+    from clinicbot.jobs.sections import SECTION_OWNERS
+
+    assert set(SECTION_OWNERS) == set(SECTION_VALIDATORS)
+    for name in SECTION_OWNERS:
+        assert callable(section_validator(name)), name
+    with pytest.raises(ValueError):
+        register_section("checks", "clinicbot.jobs.sections.checks_section")  # no ":"
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory):
+    """A sandbox and a config whose cache a first sync filled (every job after it is warm)."""
+    sb = Sandbox(scenario=generate_scenario(NOW, size=80))
+    sb.start()
+    path = write_sandbox_config(tmp_path_factory.mktemp("startup") / "clinicbot.yaml", sb.url, sb.token)
+    proc, _ = fresh(cli_run(path, "sync"))
+    assert "EXIT=0" in proc.stderr, proc.stderr
+    yield path
+    sb.stop()
+
+
+def test_warm_sync_imports_neither_the_scheduler_nor_the_other_jobs(warm):
+    proc, modules = fresh(cli_run(warm, "sync"))
+    assert "sync incremental" in proc.stdout, proc.stdout + proc.stderr
+    assert loaded(modules, ("apscheduler", "clinicbot.scheduler", "clinicbot.jobs.schedule", "clinicbot.jobs.check",
+                            "clinicbot.jobs.reports", "clinicbot.checks", "clinicbot.reports", "jinja2",
+                            "icalendar", "tinydb")) == []
+    assert "clinicbot.jobs.runner" in modules  # the run is still recorded by the job runner
+
+
+@pytest.mark.parametrize("job", ["check", "digest", "agenda", "metrics"])
+def test_a_warm_job_imports_no_scheduler_nor_icalendar(warm, job):
+    proc, modules = fresh(cli_run(warm, job))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert loaded(modules, ("apscheduler", "clinicbot.scheduler", "clinicbot.jobs.schedule", "icalendar")) == []
