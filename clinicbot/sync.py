@@ -65,6 +65,7 @@ from clinicbot.phab.boards import (
     place_in_proxy_columns,
 )
 from clinicbot.phab.conduit import ConduitClient
+from clinicbot.phab.readahead import read_ahead
 from clinicbot.config import Config
 from clinicbot.errors import StateError
 from clinicbot.model import Closing, Column, Task
@@ -307,9 +308,12 @@ def sync(
         proxies = structure.proxies()
         progress.phase("tasks", None if plan.mode == "incremental" else (store.task_count() or None))
         if structure.column_phids():
+            pages = client.search_pages("maniphest.search", constraints=constraints,
+                                        attachments=TASK_ATTACHMENTS, order=order)
+            if settings.concurrency > 1:
+                pages = read_ahead(pages, name="sync-pages")  # the next page comes while this one is stored
             with _HistoryOverlap(client, store, structure, settings) as overlap:
-                for page in client.search_pages("maniphest.search", constraints=constraints,
-                                                attachments=TASK_ATTACHMENTS, order=order):
+                for page in pages:
                     page_need: dict[str, tuple[int, int]] = {}
                     newest = max(newest, _store_page(store, page, proxies, started_epoch, seen, page_need))
                     overlap.submit(page_need)  # what it does not take stays in page_need

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -178,21 +179,23 @@ def test_a_sync_failing_on_the_second_page_keeps_the_mark_and_the_next_run_loses
     env.comment(changed, "before the failure")
     env.clock.tick(60)
 
-    class FaultAfterFirstPage:
-        pages = 0
+    real, pages = env.client.call, []
 
-        def phase(self, name, total):
-            self.name = name
+    def call(method, **params):
+        # The next page is read while the first is stored (read ahead): the fault is armed when
+        # the second page is asked for, and every retry of it fails too.
+        if method == "maniphest.search":
+            pages.append(params.get("after"))
+            if len(pages) == 2:
+                env.sb.faults.add("maniphest.search", "http500", times=10)
+        return real(method, **params)
 
-        def advance(self, n):
-            if self.name == "tasks":
-                self.pages += 1
-                if self.pages == 1:  # every retry of the 2nd page fails too
-                    env.sb.faults.add("maniphest.search", "http500", times=10)
-
+    env.client.call = call  # type: ignore[method-assign]
     with pytest.raises(ConduitError):
-        env.sync(progress=FaultAfterFirstPage())
+        env.sync()
+    env.client.call = real  # type: ignore[method-assign]
     env.sb.faults.clear()
+    assert pages[1] is not None  # it failed on a second page, not on the first
     with CacheStore(cache_path(env.config)) as store:
         assert store.high_water() == mark
     env.comment(ids[200:201], "after the failure")
@@ -334,10 +337,13 @@ def test_a_cold_sync_fetches_each_pages_histories_while_the_next_page_is_read(en
     """Issue 12, item 3: the history batches overlap the task pages (one pool on the one client);
     with concurrency 1 they come after the pages, as before. Same calls, same cache."""
     order: list[str] = []
+    threads: list[str] = []
     real = env.client.call
 
     def call(method, **params):
         order.append(method)  # in the order the requests are sent
+        if method == "maniphest.search":
+            threads.append(threading.current_thread().name)
         return real(method, **params)
 
     env.client.call = call  # type: ignore[method-assign]
@@ -346,6 +352,7 @@ def test_a_cold_sync_fetches_each_pages_histories_while_the_next_page_is_read(en
     batches = [i for i, m in enumerate(order) if m == "maniphest.gettasktransactions"]
     assert len(pages) >= 3 and len(batches) == math.ceil(result.tasks_total / 100)
     assert min(batches) < max(pages)  # a page's histories were read before the last page
+    assert set(threads) == {"sync-pages"}  # each next page is read ahead while one is stored
     assert result.histories_fetched == result.tasks_total
     env.assert_cache_matches_server()
 
@@ -354,4 +361,5 @@ def test_a_cold_sync_fetches_each_pages_histories_while_the_next_page_is_read(en
     pages = [i for i, m in enumerate(order) if m == "maniphest.search"]
     batches = [i for i, m in enumerate(order) if m == "maniphest.gettasktransactions"]
     assert max(pages) < min(batches) and result.histories_fetched == result.tasks_total
+    assert set(threads[-len(pages):]) == {threading.current_thread().name}  # sequential: no read ahead
     env.assert_cache_matches_server()
