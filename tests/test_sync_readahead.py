@@ -77,3 +77,67 @@ def test_a_caller_that_stops_early_stops_the_thread():
 def test_a_bad_depth_is_refused():
     with pytest.raises(ValueError):
         list(read_ahead([1], depth=0))
+
+
+# --------------------------------------------------------------------------------------------
+# The board structure: the method list, statuses and priorities are asked for while the boards resolve
+
+
+@pytest.fixture
+def sandbox_client(tmp_path):
+    from datetime import datetime, timezone
+
+    from clinicbot.config import load_config
+    from clinicbot.jobs.demo import write_sandbox_config
+    from clinicbot.phab.conduit import ConduitClient
+    from clinicbot.sandbox import Sandbox, generate_scenario
+
+    sb = Sandbox(scenario=generate_scenario(datetime(2026, 11, 20, 9, tzinfo=timezone.utc), size=30))
+    sb.start()
+    config = load_config(write_sandbox_config(tmp_path / "clinicbot.yaml", sb.url, sb.token))
+    client = ConduitClient(sb.url, sb.token, sleep=lambda s: None, retries=0)
+    yield client, config
+    client.close()
+    sb.stop()
+
+
+INDEPENDENT = {"conduit.query", "maniphest.status.search", "maniphest.priority.search"}
+
+
+def test_the_structure_calls_that_need_no_board_overlap_the_board_resolution(sandbox_client):
+    from clinicbot.phab.boards import load_structure
+
+    client, config = sandbox_client
+    real, sent, all_sent = client.call, set(), threading.Event()
+
+    def call(method, **params):
+        sent.add(method)
+        if INDEPENDENT <= sent:
+            all_sent.set()
+        if method == "project.search":
+            # Sequential reads would ask for the statuses only after the boards: this would hang.
+            assert all_sent.wait(HANG), f"only {sorted(sent)} were asked for while the boards resolve"
+        return real(method, **params)
+
+    client.call = call  # type: ignore[method-assign]
+    boards, statuses, priorities = load_structure(client, config)
+    assert boards and statuses and priorities
+
+
+def test_a_server_without_our_methods_says_so_first_even_when_the_boards_fail_too(sandbox_client):
+    from clinicbot.errors import ConduitAPIError, ConduitCapabilityError
+    from clinicbot.phab.boards import load_structure
+
+    client, config = sandbox_client
+    real = client.call
+
+    def call(method, **params):
+        if method == "conduit.query":
+            return {"project.search": {}}  # a server lacking most of what clinicbot calls
+        if method == "project.search":
+            raise ConduitAPIError(method, "ERR-CONDUIT-CORE", "no such method")
+        return real(method, **params)
+
+    client.call = call  # type: ignore[method-assign]
+    with pytest.raises(ConduitCapabilityError):
+        load_structure(client, config)
