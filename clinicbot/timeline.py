@@ -21,8 +21,10 @@ RESPONSE_KINDS = frozenset({"commented", "owner", "priority", "status", "column"
 ACTIVITY_KINDS = frozenset(KINDS) - {"subscribers"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
+    # slots: a 100,000-task board holds about a million events; without a __dict__ each is a
+    # third smaller and quicker to build (the cache parses them when a job reads a timeline).
     kind: str  # one of KINDS
     at: datetime  # aware UTC
     author_phid: str | None
@@ -69,6 +71,16 @@ class Timeline:
     def __post_init__(self) -> None:
         # sorted() is stable: same-key events (one transaction, several boards) keep their order.
         self.events = tuple(sorted(self.events, key=_sort_key))
+
+    @classmethod
+    def from_sorted(cls, task_phid: str, task_id: int, events: tuple[Event, ...], *,
+                    structured_columns: bool = True, unreadable: int = 0) -> "Timeline":
+        """A Timeline whose ``events`` are already in order (as a Timeline stored them): the sync
+        cache rebuilds thousands per job, and sorting them again was a fifth of that work."""
+        timeline = cls.__new__(cls)
+        timeline.task_phid, timeline.task_id, timeline.events = task_phid, task_id, events
+        timeline.structured_columns, timeline.unreadable = structured_columns, unreadable
+        return timeline
 
     # -- plain lookups -----------------------------------------------------------------------
     def of_kind(self, *kinds: str) -> list[Event]:

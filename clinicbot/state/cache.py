@@ -127,26 +127,31 @@ def load_timeline(task_phid: str, task_id: int, text: str) -> Any:
 
     data = json.loads(text)
     names = data["f"]
-    events = []
+    structured, unreadable = bool(data["s"]), int(data.get("u") or 0)
     if names == _event_fields():
         # The fast path (a 100,000-task cache holds ~1M events): positional construction, and
-        # only the fields that can hold tuples are converted back from JSON lists.
+        # only the fields that can hold tuples are converted back from JSON lists. The events
+        # were stored in the Timeline's order, so they are not sorted again.
         at_i = names.index("at")
         tuple_i = [names.index(n) for n in ("old", "new", "from_column_phids")]
+        stamp, utc = datetime.fromtimestamp, timezone.utc
+        events = []
         for row in data["e"]:
-            row[at_i] = datetime.fromtimestamp(row[at_i], tz=timezone.utc)
+            row[at_i] = stamp(row[at_i], utc)
             for i in tuple_i:
-                if isinstance(row[i], list):
+                if row[i].__class__ is list:
                     row[i] = tuple(row[i]) if row[i] else ()  # flat PHID lists
             events.append(Event(*row))
-    else:  # written by another clinicbot version with other Event fields (still readable by name)
-        known = set(_event_fields())
-        for row in data["e"]:
-            values = {k: _unplain(v) for k, v in zip(names, row) if k in known}
-            values["at"] = datetime.fromtimestamp(values["at"], tz=timezone.utc)
-            events.append(Event(**values))
-    return Timeline(task_phid, task_id, tuple(events), structured_columns=bool(data["s"]),
-                    unreadable=int(data.get("u") or 0))
+        return Timeline.from_sorted(task_phid, task_id, tuple(events), structured_columns=structured,
+                                    unreadable=unreadable)
+    # Written by another clinicbot version with other Event fields (still readable by name).
+    known = set(_event_fields())
+    old = []
+    for row in data["e"]:
+        values = {k: _unplain(v) for k, v in zip(names, row) if k in known}
+        values["at"] = datetime.fromtimestamp(values["at"], tz=timezone.utc)
+        old.append(Event(**values))
+    return Timeline(task_phid, task_id, tuple(old), structured_columns=structured, unreadable=unreadable)
 
 
 class LazyTimelines(Mapping[str, Any]):
@@ -369,6 +374,19 @@ class _Cursor(sqlite3.Cursor):
     fetchone = _guarded("fetchone")
     fetchall = _guarded("fetchall")
     __next__ = _guarded("__next__")
+
+    def __iter__(self) -> Iterator[Any]:
+        # ``for row in cursor``: rows fetched in blocks, the guard paid once per block rather
+        # than per row (a job reads ~100,000 task rows and as many sightings).
+        return self._rows()
+
+    def _rows(self) -> Iterator[Any]:
+        fetch = sqlite3.Cursor.fetchmany
+        try:
+            while rows := fetch(self, 1024):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
 
 
 class _Connection(sqlite3.Connection):
