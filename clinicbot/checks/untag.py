@@ -94,7 +94,9 @@ class UntagCandidateCheck:
         findings = []
         for task in sorted(snapshot.tasks.values(), key=lambda t: t.id):
             tagged = [p for p in task.project_phids if p in wanted]
-            if task.is_closed or not tagged:
+            if task.is_closed or not tagged or task.created >= limit:
+                # Created on or after the cutoff: its creation (or, with a history, any activity,
+                # never earlier than the task) is recent enough, so its history is not read.
                 continue
             timeline = snapshot.timelines.get(task.phid)
             last = real_activity(timeline, exclude) if timeline is not None else None
