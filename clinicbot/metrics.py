@@ -20,6 +20,7 @@ Bots, clinicbot's own account and ``team.ignored_users`` are never activity, res
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -422,14 +423,20 @@ def weekly_series(snapshot: Snapshot, tasks: Sequence[Task], now: datetime, week
     (the current, partial week last), and the backlog reconstructed at each week's end (or now)
     from created/closed dates of the tasks clinicbot can see."""
     this_week = week_start(now.astimezone(tz).date())
+    # One pass over the tasks, then counts by bisection: a task is in the backlog at ``end`` when
+    # created before it and not closed before it (closed before it and created before it = the
+    # later of the two before it).
+    created_times = sorted(t.created for t in tasks)
+    closed_times = sorted(c for t in tasks if (c := closed_at(t)) is not None)
+    gone_times = sorted(max(t.created, c) for t in tasks if (c := closed_at(t)) is not None)
     out = []
     for i in range(weeks - 1, -1, -1):
         start_day = this_week - timedelta(weeks=i)
         start = datetime.combine(start_day, datetime.min.time(), tz)
         end = min(start + timedelta(days=7), now)
-        created = sum(1 for t in tasks if start <= t.created < end)
-        resolved = sum(1 for t in tasks if (c := closed_at(t)) is not None and start <= c < end)
-        backlog = sum(1 for t in tasks if t.created < end and ((c := closed_at(t)) is None or c >= end))
+        created = max(0, bisect_left(created_times, end) - bisect_left(created_times, start))
+        resolved = max(0, bisect_left(closed_times, end) - bisect_left(closed_times, start))
+        backlog = bisect_left(created_times, end) - bisect_left(gone_times, end)
         out.append({"week": start_day.isoformat(), "created": created, "resolved": resolved,
                     "backlog_at_end": backlog, "end": end.isoformat()})
     return out
@@ -464,34 +471,43 @@ def compute_metrics(
     untouched_never = untouched_recent = no_history = 0
     stale_before = now - timedelta(days=untouched_days)
     never_ids: set[str] = set()
+    exclude = snapshot.non_human_phids()
     for t in open_tasks:
-        touched = touched_after_creation(snapshot, t)
-        if touched is None:
+        # touched_after_creation and last_human_activity from one read of the history
+        timeline = snapshot.timelines.get(t.phid)
+        if timeline is None:
             no_history += 1
             continue
-        if not touched:
+        event = timeline.last_activity(exclude=exclude)
+        if event is None or event.at <= t.created:
             untouched_never += 1
             never_ids.add(t.phid)
-        last = last_human_activity(snapshot, t)
-        if last is not None and last < stale_before:
+        last = max(event.at, t.created) if event else t.created
+        if last < stale_before:
             untouched_recent += 1
 
     created_in_window = [t for t in tasks if since <= t.created <= now]
     resolved = [t for t in tasks if (c := closed_at(t)) is not None and since <= c <= now]
 
+    # Both start times are events of the task or its creation, never after its dateModified (as in
+    # counted_since): a task not modified since the window opened cannot start in it, and its
+    # history is not read.
+    recent = [t for t in tasks if t.modified >= since]
     ubn: list[Response] = []
-    for t in tasks:
+    for t in recent:
         start = unbreak_since(snapshot, t)
         if start is not None and since <= start <= now:
             ubn.append(first_team_response(snapshot, t, start))
     reviews: list[Response] = []
-    for t in tasks:
+    for t in recent:
         if not is_outside_author(snapshot, t):
             continue
         start = review_requested_at(snapshot, t)
         if start is not None and since <= start <= now:
             reviews.append(first_team_response(snapshot, t, start))
 
+    if on_duty is not None:
+        on_duty = _remembered(on_duty)  # incoming arrivals are mostly creation times _per_shift asked for
     per_shift = _per_shift(created_in_window, ubn, reviews, never_ids, on_duty) if on_duty else []
     incoming = incoming_tasks(snapshot, tasks, since, now)
     by_shift: dict[str, list[Incoming]] = {}
@@ -571,6 +587,18 @@ def _per_shift(created: Sequence[Task], ubn: Sequence[Response], reviews: Sequen
         r["review_response"] = DurationStats.of(r.pop("_review")).to_dict()
         out.append(r)
     return out
+
+
+def _remembered(on_duty: DutyLookup) -> DutyLookup:
+    """``on_duty`` asked once per distinct time (it plans the rotation around ``at`` each call)."""
+    seen: dict[datetime, list[str]] = {}
+
+    def lookup(at: datetime) -> list[str]:
+        if at not in seen:
+            seen[at] = list(on_duty(at))
+        return seen[at]
+
+    return lookup
 
 
 def shift_name(on_duty: DutyLookup, at: datetime) -> str:
