@@ -50,7 +50,6 @@ import hashlib
 import json
 import logging
 import math
-import sqlite3
 import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
@@ -359,7 +358,7 @@ def sync(
 
 def _store_page(store: CacheStore, page: list[dict[str, Any]], proxies: Mapping[str, Column], started: int,
                 seen: set[str], need: dict[str, tuple[int, int]]) -> int:
-    """Store one page of tasks; return the newest ``dateModified`` on it (server clock), 0 if empty."""
+    """Store one page of tasks (one transaction); return the newest ``dateModified`` on it (server clock), 0 if empty."""
     tasks: list[tuple[Task, Task]] = []  # (as placed, as stored: proxies are placed on load)
     for item in page:
         task = parse_task(item)  # statuses are applied on load; here only placement matters
@@ -367,21 +366,28 @@ def _store_page(store: CacheStore, page: list[dict[str, Any]], proxies: Mapping[
     phids = [t.phid for t, _ in tasks]
     placements = store.placements(phids)
     history_at = store.history_modified(phids)
+    rows, placed, unplaced = [], [], []
+    for task, stored in tasks:
+        modified = int(task.modified.timestamp())
+        closed = int(task.closed_at.timestamp()) if task.closed_at is not None else None
+        rows.append((task.phid, task.id, modified, dump_task(stored), task.status, closed))
+        seen.add(task.phid)
+        if history_at.get(task.phid) != modified:
+            need[task.phid] = (task.id, modified)
+        _sightings(task, placements.get(task.phid, {}), min(modified, started), placed, unplaced)
     with store.transaction() as conn:
-        for task, stored in tasks:
-            modified = int(task.modified.timestamp())
-            closed = int(task.closed_at.timestamp()) if task.closed_at is not None else None
-            conn.execute("INSERT OR REPLACE INTO tasks (phid, id, modified, task, status, closed_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (task.phid, task.id, modified, dump_task(stored), task.status, closed))
-            seen.add(task.phid)
-            if history_at.get(task.phid) != modified:
-                need[task.phid] = (task.id, modified)
-            _record_sightings(conn, task, placements.get(task.phid, {}), min(modified, started))
+        conn.executemany("INSERT OR REPLACE INTO tasks (phid, id, modified, task, status, closed_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT OR REPLACE INTO sightings (task_phid, board_phid, column_phid, first_seen) "
+                         "VALUES (?, ?, ?, ?)", placed)
+        conn.executemany("DELETE FROM sightings WHERE task_phid = ? AND board_phid = ?", unplaced)
     return max((int(t.modified.timestamp()) for t, _ in tasks), default=0)
 
 
-def _record_sightings(conn: sqlite3.Connection, task: Task, known: Mapping[str, tuple[str, int]], seen_at: int) -> None:
+def _sightings(task: Task, known: Mapping[str, tuple[str, int]], seen_at: int,
+               placed: list[tuple[str, str, str, int]], unplaced: list[tuple[str, str]]) -> None:
     """Keep one sighting per (task, board): the column it is in, and since when clinicbot knows.
+    Adds the sightings to write to ``placed``, the (task, board) pairs to forget to ``unplaced``.
 
     A new placement is dated by the task's ``dateModified``: the move into the column happened
     at or before the last modification, so this is the latest time the task can have entered
@@ -390,12 +396,9 @@ def _record_sightings(conn: sqlite3.Connection, task: Task, known: Mapping[str, 
     """
     for board_phid, column_phid in task.columns.items():
         old = known.get(board_phid)
-        if old is not None and old[0] == column_phid:
-            continue
-        conn.execute("INSERT OR REPLACE INTO sightings (task_phid, board_phid, column_phid, first_seen) "
-                     "VALUES (?, ?, ?, ?)", (task.phid, board_phid, column_phid, seen_at))
-    for board_phid in set(known) - set(task.columns):
-        conn.execute("DELETE FROM sightings WHERE task_phid = ? AND board_phid = ?", (task.phid, board_phid))
+        if old is None or old[0] != column_phid:
+            placed.append((task.phid, board_phid, column_phid, seen_at))
+    unplaced.extend((task.phid, board_phid) for board_phid in set(known) - set(task.columns))
 
 
 def _fetch_histories(client: ConduitClient, store: CacheStore, need: Mapping[str, tuple[int, int]],
@@ -419,16 +422,17 @@ def _fetch_histories(client: ConduitClient, store: CacheStore, need: Mapping[str
 
 
 def _store_histories(store: CacheStore, chunk: list[tuple[str, tuple[int, int]]], timelines: Mapping[str, Any]) -> None:
-    with store.transaction() as conn:
-        for phid, (_, modified) in chunk:
-            timeline = timelines.get(phid)
-            # No history = deleted or hidden from the bot since the search: remember "none"
-            # for this dateModified so it is not asked for again until the task changes.
-            conn.execute("INSERT OR REPLACE INTO timelines (phid, task_modified, data) VALUES (?, ?, ?)",
-                         (phid, modified, dump_timeline(timeline) if timeline is not None else None))
-            if timeline is not None:
-                conn.executemany("INSERT OR IGNORE INTO actors (phid) VALUES (?)",
-                                 [(a,) for a in {e.author_phid for e in timeline.events if e.author_phid}])
+    rows, actors = [], set()
+    for phid, (_, modified) in chunk:
+        timeline = timelines.get(phid)
+        # No history = deleted or hidden from the bot since the search: remember "none"
+        # for this dateModified so it is not asked for again until the task changes.
+        rows.append((phid, modified, dump_timeline(timeline) if timeline is not None else None))
+        if timeline is not None:
+            actors.update(e.author_phid for e in timeline.events if e.author_phid)
+    with store.transaction() as conn:  # one transaction per batch
+        conn.executemany("INSERT OR REPLACE INTO timelines (phid, task_modified, data) VALUES (?, ?, ?)", rows)
+        conn.executemany("INSERT OR IGNORE INTO actors (phid) VALUES (?)", [(a,) for a in sorted(actors)])
 
 
 class _HistoryOverlap(Closing):
