@@ -363,3 +363,12 @@ def test_a_cold_sync_fetches_each_pages_histories_while_the_next_page_is_read(en
     assert max(pages) < min(batches) and result.histories_fetched == result.tasks_total
     assert set(threads[-len(pages):]) == {threading.current_thread().name}  # sequential: no read ahead
     env.assert_cache_matches_server()
+
+
+def test_the_writer_checkpoints_the_wal_every_64_mb_not_every_4(tmp_path):
+    """A cold sync writes hundreds of MB; with synchronous=NORMAL the disk is synced only at WAL
+    checkpoints, so fewer, larger checkpoints mean far fewer fsyncs (same safety: every commit is in the WAL)."""
+    with CacheStore(tmp_path / "cache.sqlite") as store:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16384

@@ -468,6 +468,10 @@ class CacheStore(RunHistory, Closing):
         # NORMAL is durable across a crash of this process in WAL mode; only a power cut can
         # drop the last commits, and then the mark and the data roll back together.
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        # In WAL mode with NORMAL the disk is synced only at checkpoints: one every 64 MB of
+        # changes instead of every 4 MB (SQLite's default) spares a 100,000-task cold sync about
+        # 60 of its ~70 rounds of fsyncs. Safety is the same (every commit is in the WAL).
+        self.conn.execute("PRAGMA wal_autocheckpoint=16384")
         if version != SCHEMA_VERSION:
             if self.rebuilt_reason:
                 pass
