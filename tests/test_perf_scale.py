@@ -119,3 +119,26 @@ def test_cache_rows_come_in_blocks_and_a_failing_row_is_one_state_error(tmp_path
         assert str(path) in str(err.value) and "integer overflow" in str(err.value)
         assert not isinstance(err.value.__cause__, sqlite3.Error)
 
+
+
+def test_loaded_rows_hold_one_copy_of_each_repeated_value(env):
+    from clinicbot.sync import load_cached
+
+    cached = load_cached(env[1].config(), now=NOW)
+    by_author: dict[str, list] = {}
+    for task in cached.data.tasks.values():
+        by_author.setdefault(task.author_phid, []).append(task)
+    a, b = next(ts for ts in by_author.values() if len(ts) > 1)[:2]
+    assert a.author_phid is b.author_phid and a.status_name is not None
+    shared_projects = [(s, t) for s in cached.data.tasks.values() for t in [a] if s is not t
+                       and set(s.project_phids) & set(t.project_phids)]
+    s, t = shared_projects[0]
+    common = (set(s.project_phids) & set(t.project_phids)).pop()
+    assert next(p for p in s.project_phids if p == common) is next(p for p in t.project_phids if p == common)
+    events = [e for p in list(cached.timelines)[:40] for e in cached.timelines[p].events]
+    for first, second in zip(events, events[1:]):
+        if first.author_phid == second.author_phid and first.author_phid:
+            assert first.author_phid is second.author_phid and first.kind is not None
+    kinds = {}
+    for e in events:
+        assert kinds.setdefault(e.kind, e.kind) is e.kind

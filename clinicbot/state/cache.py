@@ -122,7 +122,18 @@ def dump_timeline(timeline: Any) -> str:
     return _ENCODE({"f": names, "s": timeline.structured_columns, "u": timeline.unreadable, "e": events})
 
 
-def load_timeline(task_phid: str, task_id: int, text: str) -> Any:
+class Shared(dict):
+    """One copy of each repeated value (PHIDs, kinds, statuses, times) across the rows of one job.
+
+    JSON decoding makes a new string for every occurrence: at 100,000 tasks the same few hundred
+    user, project and column PHIDs were held hundreds of thousands of times."""
+
+    def one(self, value: Any) -> Any:
+        """``value``, or the equal one seen first (values of one kind: strings, or aware UTC times)."""
+        return self.setdefault(value, value)
+
+
+def load_timeline(task_phid: str, task_id: int, text: str, shared: Shared | None = None) -> Any:
     from clinicbot.timeline import Event, Timeline
 
     data = json.loads(text)
@@ -134,13 +145,17 @@ def load_timeline(task_phid: str, task_id: int, text: str) -> Any:
         # were stored in the Timeline's order, so they are not sorted again.
         at_i = names.index("at")
         tuple_i = [names.index(n) for n in ("old", "new", "from_column_phids")]
+        same_i = [names.index(n) for n in ("kind", "author_phid", "board_phid", "column_phid")]
         stamp, utc = datetime.fromtimestamp, timezone.utc
+        one = (shared if shared is not None else Shared()).one
         events = []
         for row in data["e"]:
-            row[at_i] = stamp(row[at_i], utc)
+            row[at_i] = one(stamp(row[at_i], utc))
+            for i in same_i:
+                row[i] = one(row[i])
             for i in tuple_i:
                 if row[i].__class__ is list:
-                    row[i] = tuple(row[i]) if row[i] else ()  # flat PHID lists
+                    row[i] = tuple(map(one, row[i])) if row[i] else ()  # flat PHID lists
             events.append(Event(*row))
         return Timeline.from_sorted(task_phid, task_id, tuple(events), structured_columns=structured,
                                     unreadable=unreadable)
@@ -163,11 +178,12 @@ class LazyTimelines(Mapping[str, Any]):
 
     def __init__(self, rows: Mapping[str, tuple[int, str]]):
         self._items: dict[str, Any] = dict(rows)  # phid -> (task id, text), or the parsed Timeline
+        self._shared = Shared()  # the PHIDs, kinds and times the parsed timelines share
 
     def __getitem__(self, phid: str) -> Any:
         item = self._items[phid]
         if isinstance(item, tuple):
-            item = self._items[phid] = load_timeline(phid, item[0], item[1])
+            item = self._items[phid] = load_timeline(phid, item[0], item[1], self._shared)
         return item
 
     def __contains__(self, phid: object) -> bool:
@@ -220,7 +236,11 @@ def task_loader(statuses: Mapping[str, Status]) -> Any:
     dates = [names.index(n) for n in _DATE_FIELDS]
     tuples = [names.index(n) for n in ("project_phids", "subscriber_phids")]
     status_i, closed_i, closed_at_i = names.index("status"), names.index("is_closed"), names.index("closed_at")
+    same_i = [names.index(n) for n in ("status", "status_name", "priority_name", "author_phid", "owner_phid",
+                                       "subtype")]
+    columns_i = names.index("columns")
     utc = timezone.utc
+    one = Shared().one
 
     def load(text: str) -> Task:
         row = json.loads(text)
@@ -228,7 +248,10 @@ def task_loader(statuses: Mapping[str, Status]) -> Any:
             if row[i] is not None:
                 row[i] = datetime.fromtimestamp(row[i], tz=utc)
         for i in tuples:
-            row[i] = tuple(row[i])
+            row[i] = tuple(map(one, row[i]))
+        for i in same_i:
+            row[i] = one(row[i])
+        row[columns_i] = {one(b): one(c) for b, c in row[columns_i].items()}
         row[closed_i] = status_is_closed(statuses, row[status_i], row[closed_at_i])
         return Task(*row)
 
