@@ -439,6 +439,8 @@ class CacheStore(RunHistory, Closing):
     file that SQLite cannot even open is moved aside first, for a post-mortem.
     """
 
+    _verification: Any = None  # a writer's cache_check.Verification
+
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
         self.rebuilt_reason: str | None = None  # set when the cache had to be (re)created
@@ -455,6 +457,9 @@ class CacheStore(RunHistory, Closing):
         # removed mid-run, and recreating it empty would quietly start a new state.
         private_dir(self.path.parent, create=not StateLock.held(self.path.parent))
         existed = self.path.exists() and self.path.stat().st_size > 0
+        from clinicbot.state.cache_check import Verification
+
+        self._verification = Verification(self.path)  # read before SQLite touches the file
         create_private_file(self.path)  # 0600; SQLite gives -wal/-shm the database file's mode
         mode = journal_mode(self.path.parent)
         problem = None
@@ -463,7 +468,7 @@ class CacheStore(RunHistory, Closing):
             self.conn.execute(f"PRAGMA journal_mode={mode}")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             if version == SCHEMA_VERSION:
-                problem = self._damage()
+                problem = self._damage(pages=self._verification.needed)
         except StateError as exc:
             if getattr(exc, "sqlite_code", None) not in DAMAGED:
                 raise  # a full disk or a read-only directory is not a damaged cache: stop, touch nothing
@@ -523,12 +528,13 @@ class CacheStore(RunHistory, Closing):
                          f"{self.path.parent} deleted?); restore the state directory from your backup before the "
                          "next run (a new, empty one would make every open finding fire again)")
 
-    def _damage(self) -> str | None:
+    def _damage(self, pages: bool = True) -> str | None:
         """Why this (current-schema) cache cannot be trusted, or None.
 
-        ``quick_check`` finds damaged pages; the row check finds rows lost without damaged
+        ``quick_check`` finds damaged pages (only when the file may have changed since a writer
+        left it: see :mod:`clinicbot.state.cache_check`); the row check finds rows lost without damaged
         pages (a cache that silently lost tasks gave 16 findings instead of 55 until a full sync)."""
-        rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
+        rows = self.conn.execute("PRAGMA quick_check(1)").fetchall() if pages else [("ok",)]
         if [tuple(r) for r in rows] != [("ok",)]:
             return f"integrity check: {rows[0][0] if rows else 'no answer'}"
         if not self._has_table("meta") or not self._has_table("tasks") or not self._has_table("timelines"):
@@ -565,6 +571,8 @@ class CacheStore(RunHistory, Closing):
 
     def close(self) -> None:
         self.conn.close()
+        if self._verification is not None:  # a writer records the file as it left it
+            self._verification.closed()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
