@@ -116,9 +116,12 @@ def _getter(kind: str, names: list[str]) -> Any:
 
 
 def dump_timeline(timeline: Any) -> str:
+    """A Timeline, or a phab.history.EventRows (its ``rows`` are the Event fields in order already)."""
     names = _event_fields()
-    get = _getter("event", names)
-    events = [get(e) for e in timeline.events]
+    events = getattr(timeline, "rows", None)
+    if events is None:
+        get = _getter("event", names)
+        events = [get(e) for e in timeline.events]
     return _ENCODE({"f": names, "s": timeline.structured_columns, "u": timeline.unreadable, "e": events})
 
 
@@ -147,15 +150,16 @@ def load_timeline(task_phid: str, task_id: int, text: str, shared: Shared | None
         tuple_i = [names.index(n) for n in ("old", "new", "from_column_phids")]
         same_i = [names.index(n) for n in ("kind", "author_phid", "board_phid", "column_phid")]
         stamp, utc = datetime.fromtimestamp, timezone.utc
-        one = (shared if shared is not None else Shared()).one
+        same = (shared if shared is not None else Shared()).setdefault  # Shared.one, without a Python call
         events = []
         for row in data["e"]:
-            row[at_i] = one(stamp(row[at_i], utc))
+            at = stamp(row[at_i], utc)
+            row[at_i] = same(at, at)
             for i in same_i:
-                row[i] = one(row[i])
+                row[i] = same(row[i], row[i])
             for i in tuple_i:
                 if row[i].__class__ is list:
-                    row[i] = tuple(map(one, row[i])) if row[i] else ()  # flat PHID lists
+                    row[i] = tuple([same(v, v) for v in row[i]]) if row[i] else ()  # flat PHID lists
             events.append(Event(*row))
         return Timeline.from_sorted(task_phid, task_id, tuple(events), structured_columns=structured,
                                     unreadable=unreadable)
