@@ -414,7 +414,7 @@ def _fetch_histories(client: ConduitClient, store: CacheStore, need: Mapping[str
     for start in range(0, len(pending), chunk_size):
         chunk = pending[start:start + chunk_size]
         timelines = fetch_timelines(client, [(task_id, phid) for phid, (task_id, _) in chunk],
-                                    use_batch=structure.batch_history, concurrency=settings.concurrency)
+                                    use_batch=structure.batch_history, concurrency=settings.concurrency, rows=True)
         _store_histories(store, chunk, timelines)
         done += len(chunk)
         progress.advance(len(chunk))
@@ -428,8 +428,8 @@ def _store_histories(store: CacheStore, chunk: list[tuple[str, tuple[int, int]]]
         # No history = deleted or hidden from the bot since the search: remember "none"
         # for this dateModified so it is not asked for again until the task changes.
         rows.append((phid, modified, dump_timeline(timeline) if timeline is not None else None))
-        if timeline is not None:
-            actors.update(e.author_phid for e in timeline.events if e.author_phid)
+        if timeline is not None:  # an EventRows: [2] is the author
+            actors.update(e[2] for e in timeline.rows if e[2])
     with store.transaction() as conn:  # one transaction per batch
         conn.executemany("INSERT OR REPLACE INTO timelines (phid, task_modified, data) VALUES (?, ?, ?)", rows)
         conn.executemany("INSERT OR IGNORE INTO actors (phid) VALUES (?)", [(a,) for a in sorted(actors)])
@@ -464,7 +464,7 @@ class _HistoryOverlap(Closing):
         chunk = sorted(need.items(), key=lambda kv: kv[1][0])
         need.clear()
         future = self.pool.submit(fetch_timelines, self.client, [(i, phid) for phid, (i, _) in chunk],
-                                  use_batch=self.structure.batch_history, concurrency=1)
+                                  use_batch=self.structure.batch_history, concurrency=1, rows=True)
         self.inflight.append((future, chunk))
         while len(self.inflight) > self.limit:
             self._store_oldest()

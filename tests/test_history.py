@@ -319,6 +319,40 @@ def test_legacy_equals_transaction_search(task_id, phid, name):
     assert len(ts.events) == len(ts_items(name))  # every recorded transaction became one event here
 
 
+@pytest.mark.parametrize("task_id, phid, name", [(4, T4, "T4-gw502-full"), (15, T15, "T15-payments-full")])
+def test_the_rows_the_sync_stores_are_the_timelines_events(task_id, phid, name):
+    """The sync stores EventRows as they are (no Event built): field for field the Timeline's events,
+    in its order, and the cache text is the same either way."""
+    from dataclasses import fields
+
+    from clinicbot.phab.history import rows_from_legacy, rows_from_transaction_search
+    from clinicbot.state.cache import dump_timeline, load_timeline
+
+    for rows in (rows_from_transaction_search(phid, task_id, ts_items(name)),
+                 rows_from_legacy(phid, task_id, result("maniphest.gettasktransactions")[str(task_id)])):
+        timeline = rows.timeline()
+        names = [f.name for f in fields(Event)]
+        assert [dict(zip(names, r)) for r in rows.rows] == [
+            {n: (getattr(e, n).timestamp() if n == "at" else getattr(e, n)) for n in names} for e in timeline.events]
+        assert timeline == timeline_from_transaction_search(phid, task_id, ts_items(name))
+        assert dump_timeline(rows) == dump_timeline(timeline)
+        assert load_timeline(phid, task_id, dump_timeline(rows)) == timeline
+
+
+def test_odd_but_valid_transaction_shapes_still_go_through_the_checks():
+    """The quick path takes ids and epochs as numbers or digit strings; the rest is Shape's (a
+    negative epoch is a date before 1970, a huge one a shape error naming the transaction)."""
+    from clinicbot.errors import ConduitShapeError
+
+    base = {"transactionID": "9", "transactionType": "core:create", "authorPHID": ALICE, "meta": {}}
+    assert timeline_from_legacy(T4, 4, [{**base, "dateCreated": -60}]).events[0].at == utc(-60)
+    assert timeline_from_legacy(T4, 4, [{**base, "dateCreated": "1700000000"}]).events[0].at == utc(1700000000)
+    with pytest.raises(ConduitShapeError, match="transaction 9 dateCreated"):
+        timeline_from_legacy(T4, 4, [{**base, "dateCreated": 10**20}])
+    with pytest.raises(ConduitShapeError, match="authorPHID"):
+        timeline_from_legacy(T4, 4, [{**base, "dateCreated": 5, "authorPHID": "alice"}])
+
+
 # -- derived answers on hand-built timelines ---------------------------------------------------
 
 NOW = datetime(2026, 11, 22, 3, 25, tzinfo=timezone.utc)
