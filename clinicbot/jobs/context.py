@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, cast
 
 from clinicbot.errors import ConfigError, LockHeldError, StateError
 
@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def _console(stderr: bool = False) -> "Console":
-    from rich.console import Console
+    """rich's Console when it has work to do (a terminal, a table); plain lines without importing it."""
+    from clinicbot.jobs.console import LazyConsole
 
-    return Console(stderr=stderr)
+    return cast("Console", LazyConsole(stderr=stderr))
 
 
 def parse_now(value: str, source: str = "--now") -> datetime:
