@@ -305,6 +305,9 @@ def sync(
         newest = store.high_water() or 0  # None after a full sync forgot it
         need: dict[str, tuple[int, int]] = {}  # phid -> (id, modified) whose history to fetch
         proxies = structure.proxies()
+        # What the cache held for these tasks before: nothing in a full sync's emptied tables, so
+        # only a task met again in this sync needs looking up (a 100k cold sync: 2,000 queries fewer).
+        fresh = (plan.mode == "full", store.conn.execute("SELECT 1 FROM sightings LIMIT 1").fetchone() is None)
         progress.phase("tasks", None if plan.mode == "incremental" else (store.task_count() or None))
         if structure.column_phids():
             pages = client.search_pages("maniphest.search", constraints=constraints,
@@ -314,7 +317,7 @@ def sync(
             with _HistoryOverlap(client, store, structure, settings) as overlap:
                 for page in pages:
                     page_need: dict[str, tuple[int, int]] = {}
-                    newest = max(newest, _store_page(store, page, proxies, started_epoch, seen, page_need))
+                    newest = max(newest, _store_page(store, page, proxies, started_epoch, seen, page_need, fresh))
                     overlap.submit(page_need)  # what it does not take stays in page_need
                     need.update(page_need)
                     result.tasks_fetched += len(page)
@@ -357,15 +360,16 @@ def sync(
 
 
 def _store_page(store: CacheStore, page: list[dict[str, Any]], proxies: Mapping[str, Column], started: int,
-                seen: set[str], need: dict[str, tuple[int, int]]) -> int:
+                seen: set[str], need: dict[str, tuple[int, int]], fresh: tuple[bool, bool] = (False, False)) -> int:
     """Store one page of tasks (one transaction); return the newest ``dateModified`` on it (server clock), 0 if empty."""
     tasks: list[tuple[Task, Task]] = []  # (as placed, as stored: proxies are placed on load)
     for item in page:
         task = parse_task(item)  # statuses are applied on load; here only placement matters
         tasks.append((place_in_proxy_columns(task, proxies) if proxies else task, task))
     phids = [t.phid for t, _ in tasks]
-    placements = store.placements(phids)
-    history_at = store.history_modified(phids)
+    again = [p for p in phids if p in seen]  # met on an earlier page of this sync
+    history_at = store.history_modified(again if fresh[0] else phids)
+    placements = store.placements(again if fresh[1] else phids)
     rows, placed, unplaced = [], [], []
     for task, stored in tasks:
         modified = int(task.modified.timestamp())
@@ -378,9 +382,11 @@ def _store_page(store: CacheStore, page: list[dict[str, Any]], proxies: Mapping[
     with store.transaction() as conn:
         conn.executemany("INSERT OR REPLACE INTO tasks (phid, id, modified, task, status, closed_at) "
                          "VALUES (?, ?, ?, ?, ?, ?)", rows)
-        conn.executemany("INSERT OR REPLACE INTO sightings (task_phid, board_phid, column_phid, first_seen) "
-                         "VALUES (?, ?, ?, ?)", placed)
-        conn.executemany("DELETE FROM sightings WHERE task_phid = ? AND board_phid = ?", unplaced)
+        if placed:
+            conn.executemany("INSERT OR REPLACE INTO sightings (task_phid, board_phid, column_phid, first_seen) "
+                             "VALUES (?, ?, ?, ?)", placed)
+        if unplaced:
+            conn.executemany("DELETE FROM sightings WHERE task_phid = ? AND board_phid = ?", unplaced)
     return max((int(t.modified.timestamp()) for t, _ in tasks), default=0)
 
 
