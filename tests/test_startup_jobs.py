@@ -119,3 +119,45 @@ def test_a_warm_job_imports_no_scheduler_nor_icalendar(warm, job):
     proc, modules = fresh(cli_run(warm, job))
     assert "Traceback" not in proc.stderr, proc.stderr
     assert loaded(modules, ("apscheduler", "clinicbot.scheduler", "clinicbot.jobs.schedule", "icalendar")) == []
+
+
+# -- templates: Jinja2 only when one renders, compiled once -------------------------------------
+
+RENDER = ("import jinja2, sys\nfrom clinicbot.reports.templating import Templates\n"
+          "compiled = []\nreal = jinja2.Environment.compile\n"
+          "def counting(self, source, name=None, filename=None, *a, **k):\n"
+          "    compiled.append(name)\n    return real(self, source, name, filename, *a, **k)\n"
+          "jinja2.Environment.compile = counting\n"
+          "t = Templates({tdir!r})\nout = t.render('hello.txt.j2', who='x')\n"
+          "print(len(compiled), out.strip())")
+
+
+def test_a_template_is_compiled_once_and_again_when_it_changes(tmp_path):
+    tdir = tmp_path / "templates"
+    tdir.mkdir()
+    (tdir / "hello.txt.j2").write_text("hello {{ who }}")
+    env = {"TMPDIR": str(tmp_path)}
+    first, _ = fresh(RENDER.format(tdir=str(tdir)), env)
+    second, _ = fresh(RENDER.format(tdir=str(tdir)), env)
+    assert first.stdout.split() == ["1", "hello", "x"], first.stderr
+    assert second.stdout.split() == ["0", "hello", "x"], second.stderr  # the bytecode cache
+    assert list(tmp_path.glob("_jinja2-cache-*/__clinicbot_jinja2_*.cache"))
+    (tdir / "hello.txt.j2").write_text("goodbye {{ who }}")
+    third, _ = fresh(RENDER.format(tdir=str(tdir)), env)
+    assert third.stdout.split() == ["1", "goodbye", "x"], third.stderr
+
+
+def test_an_unusable_cache_directory_only_costs_a_compile(tmp_path):
+    tdir = tmp_path / "templates"
+    tdir.mkdir()
+    (tdir / "hello.txt.j2").write_text("hello {{ who }}")
+    (tmp_path / f"_jinja2-cache-{os.getuid()}").write_text("not a directory")
+    for _ in range(2):
+        proc, _ = fresh(RENDER.format(tdir=str(tdir)), {"TMPDIR": str(tmp_path)})
+        assert proc.stdout.split() == ["1", "hello", "x"], proc.stderr
+
+
+def test_check_imports_no_jinja2_when_nothing_is_rendered(warm):
+    proc, modules = fresh(cli_run(warm, "check"))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert loaded(modules, ("jinja2",)) == []

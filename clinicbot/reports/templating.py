@@ -17,26 +17,64 @@ and ``.html.j2`` templates are autoescaped. Every printed value also passes thro
 ``escape.finalize`` (control characters and bidi overrides removed), whatever filter a custom
 template uses or forgets. ``StrictUndefined``: a typo in a template is an error at render time,
 not an empty string in a message sent to people.
+
+Start-up (a cron run is a fresh process): Jinja2 is imported when a template is first needed,
+not when this module is, and a template compiled once is kept as bytecode by Jinja2's own
+``FileSystemBytecodeCache`` (its per-user directory under the system's temporary directory,
+created 0700 and checked to be ours; files ``__clinicbot_jinja2_*.cache``), keyed by the
+template's name and path and checked against its source: an edited or overriding template is
+compiled again. A cache that cannot be used is skipped, never an error.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from clinicbot import escape
 from clinicbot.errors import ConfigError
 from clinicbot.reports.common import format_hours
 
+if TYPE_CHECKING:
+    import jinja2
+
+BYTECODE_PATTERN = "__clinicbot_jinja2_%s.cache"
+
 
 def builtin_templates_dir() -> Path:
     """``templates/`` of the repository, installed as the data package ``clinicbot.templates``."""
+    from importlib.util import find_spec
+
+    spec = find_spec("clinicbot.templates")
+    if spec is not None and spec.origin:  # a package directory (as installed): no importlib.resources
+        return Path(spec.origin).parent
     from importlib import resources
 
     return Path(str(resources.files("clinicbot.templates")))
+
+
+def bytecode_cache() -> "jinja2.BytecodeCache | None":
+    """Jinja2's file cache of compiled templates, or None when its directory cannot be used."""
+    import jinja2
+
+    class QuietCache(jinja2.FileSystemBytecodeCache):
+        def load_bytecode(self, bucket: "jinja2.bccache.Bucket") -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # noqa: BLE001 (unreadable or damaged, whatever the error: compiled again)
+                bucket.reset()
+
+        def dump_bytecode(self, bucket: "jinja2.bccache.Bucket") -> None:
+            try:
+                super().dump_bytecode(bucket)
+            except OSError:  # a full or read-only disk costs a compile, nothing else
+                pass
+
+    try:
+        return QuietCache(pattern=BYTECODE_PATTERN)
+    except (OSError, RuntimeError):  # no usable temporary directory (not ours, wrong mode)
+        return None
 
 
 def duration(value: Any) -> str:
@@ -55,7 +93,9 @@ def when(value: Any) -> str:
     return str(value)
 
 
-def make_environment(templates_dir: str | Path | None = None) -> jinja2.Environment:
+def make_environment(templates_dir: str | Path | None = None) -> "jinja2.Environment":
+    import jinja2
+
     loaders: list[jinja2.BaseLoader] = []
     if templates_dir is not None:
         loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
@@ -69,6 +109,7 @@ def make_environment(templates_dir: str | Path | None = None) -> jinja2.Environm
         lstrip_blocks=True,
         keep_trailing_newline=False,
         finalize=escape.finalize,
+        bytecode_cache=bytecode_cache(),
     )
     env.filters.update(
         remarkup=escape.remarkup,
@@ -92,9 +133,18 @@ class Templates:
 
     def __init__(self, templates_dir: str | Path | None = None):
         self.templates_dir = Path(templates_dir) if templates_dir else None
-        self.env = make_environment(self.templates_dir)
+        self._env: jinja2.Environment | None = None
+
+    @property
+    def env(self) -> "jinja2.Environment":
+        """The Jinja2 environment, made (and Jinja2 imported) when a template is first needed."""
+        if self._env is None:
+            self._env = make_environment(self.templates_dir)
+        return self._env
 
     def exists(self, name: str) -> bool:
+        import jinja2
+
         try:
             self.env.get_template(name)
         except jinja2.TemplateNotFound:
@@ -109,6 +159,8 @@ class Templates:
                           f"none of the templates {', '.join(names)} exists")
 
     def render(self, name: str, **context: Any) -> str:
+        import jinja2
+
         try:
             template = self.env.get_template(name)
         except jinja2.TemplateNotFound:
