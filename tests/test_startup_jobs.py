@@ -161,3 +161,15 @@ def test_check_imports_no_jinja2_when_nothing_is_rendered(warm):
     proc, modules = fresh(cli_run(warm, "check"))
     assert "Traceback" not in proc.stderr, proc.stderr
     assert loaded(modules, ("jinja2",)) == []
+
+
+def test_a_delivery_section_and_the_logging_import_no_http_or_smtp_library(tmp_path):
+    path = tmp_path / "clinicbot.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "delivery": {"chat": {"webhook_env": "HOOK"},
+                                                         "email": {"host": "smtp.example.org", "from": "b@x.org"}}}))
+    proc, modules = fresh("import clinicbot.jobs\nfrom clinicbot.config import load_config\n"
+                          "from clinicbot.cli.logs import setup_logging\nsetup_logging()\n"
+                          f"config = load_config({str(path)!r})\nprint(sorted(config.typed.done))")
+    assert proc.stdout.strip() == "['delivery']", proc.stderr
+    assert "clinicbot.delivery.senders" in modules  # validated at load, by its owner
+    assert loaded(modules, ("requests", "urllib3", "smtplib", "clinicbot.phab")) == []

@@ -15,8 +15,8 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: tuple[str, ...] = ()):
         super().__init__()
         self.secrets = secrets
-        # Imported here, not at the top: `import clinicbot.cli` stays free of requests (start-up).
-        from clinicbot.phab.conduit import redact
+        # errors.redact (which phab.conduit re-exports): logging set up for any command imports no HTTP library.
+        from clinicbot.errors import redact
 
         self.redact: Callable[[str], str] = redact
 

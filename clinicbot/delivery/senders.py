@@ -4,15 +4,14 @@
 
 from __future__ import annotations
 
-import smtplib
-import ssl
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from typing import Any, Callable, Protocol, Sequence
-
-import requests
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from clinicbot.errors import ClinicbotError
+
+if TYPE_CHECKING:  # imported where used: validating ``delivery:`` (every config load) imports no HTTP/SMTP library
+    from email.message import EmailMessage
+
+    import requests
 
 
 class DeliveryError(ClinicbotError):
@@ -38,7 +37,9 @@ class EmailSender(Protocol):
 class WebhookChatSender:
     """Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat): POST ``{"text": …}``."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0, session: requests.Session | None = None):
+    def __init__(self, url: str, *, timeout: float = 10.0, session: "requests.Session | None" = None):
+        import requests
+
         self.url = url
         self.timeout = timeout
         self.session = session or requests.Session()
@@ -47,6 +48,8 @@ class WebhookChatSender:
         return "WebhookChatSender(<url hidden>)"
 
     def send(self, text: str) -> None:
+        import requests
+
         try:
             resp = self.session.post(self.url, json={"text": text}, timeout=self.timeout)
         except requests.exceptions.ConnectTimeout:
@@ -72,12 +75,19 @@ class SMTPEmailSender:
         self.starttls, self.use_ssl = starttls, use_ssl
         self.username, self._password = username, password
         self.timeout = timeout
-        self.smtp_factory = smtp_factory or (smtplib.SMTP_SSL if use_ssl else smtplib.SMTP)
+        if smtp_factory is None:
+            import smtplib
+
+            smtp_factory = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
+        self.smtp_factory = smtp_factory
 
     def __repr__(self) -> str:
         return f"SMTPEmailSender({self.host!r}, {self.port})"
 
-    def message(self, to: Sequence[str], subject: str, text: str, html: str | None) -> EmailMessage:
+    def message(self, to: Sequence[str], subject: str, text: str, html: str | None) -> "EmailMessage":
+        from email.message import EmailMessage
+        from email.utils import formatdate, make_msgid
+
         msg = EmailMessage()
         msg["From"] = self.sender
         msg["To"] = ", ".join(to)
@@ -91,6 +101,9 @@ class SMTPEmailSender:
         return msg
 
     def send(self, to: Sequence[str], subject: str, text: str, html: str | None) -> None:
+        import smtplib
+        import ssl
+
         msg = self.message(to, subject, text, html)
         try:
             with self.smtp_factory(self.host, self.port, timeout=self.timeout) as smtp:
