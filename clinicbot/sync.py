@@ -313,7 +313,7 @@ def sync(
             pages = client.search_pages("maniphest.search", constraints=constraints,
                                         attachments=TASK_ATTACHMENTS, order=order)
             if settings.concurrency > 1:
-                pages = read_ahead(pages, name="sync-pages")  # the next page comes while this one is stored
+                pages = read_ahead(pages, depth=3, name="sync-pages")  # the next pages come while this one is stored
             with _HistoryOverlap(client, store, structure, settings) as overlap:
                 for page in pages:
                     page_need: dict[str, tuple[int, int]] = {}
