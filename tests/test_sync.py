@@ -339,11 +339,17 @@ def test_a_cold_sync_fetches_each_pages_histories_while_the_next_page_is_read(en
     order: list[str] = []
     threads: list[str] = []
     real = env.client.call
+    history_sent = threading.Event()
+    overlap = True  # the last page waits until a history batch was sent: it would hang if they did not overlap
 
     def call(method, **params):
-        order.append(method)  # in the order the requests are sent
         if method == "maniphest.search":
             threads.append(threading.current_thread().name)
+            if overlap and order.count("maniphest.search") == math.ceil(SIZE / 100) - 1:
+                assert history_sent.wait(10), "no history batch was sent before the last page"
+        if method == "maniphest.gettasktransactions":
+            history_sent.set()
+        order.append(method)  # in the order the requests are sent
         return real(method, **params)
 
     env.client.call = call  # type: ignore[method-assign]
@@ -357,6 +363,7 @@ def test_a_cold_sync_fetches_each_pages_histories_while_the_next_page_is_read(en
     env.assert_cache_matches_server()
 
     order.clear()
+    overlap = False
     result = env.sync(full=True, settings=SyncSettings(concurrency=1))
     pages = [i for i, m in enumerate(order) if m == "maniphest.search"]
     batches = [i for i, m in enumerate(order) if m == "maniphest.gettasktransactions"]
