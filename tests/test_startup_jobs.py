@@ -173,3 +173,9 @@ def test_a_delivery_section_and_the_logging_import_no_http_or_smtp_library(tmp_p
     assert proc.stdout.strip() == "['delivery']", proc.stderr
     assert "clinicbot.delivery.senders" in modules  # validated at load, by its owner
     assert loaded(modules, ("requests", "urllib3", "smtplib", "clinicbot.phab")) == []
+
+
+def test_metrics_imports_no_check_when_no_exemption_names_a_project(warm):
+    proc, modules = fresh(cli_run(warm, "metrics"))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert loaded(modules, ("clinicbot.checks",)) == []

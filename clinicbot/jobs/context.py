@@ -187,9 +187,12 @@ def resolve_exempt_projects(client: "ConduitClient", config: "Config", snapshot:
     """Projects the checks' ``exempt`` settings name by name or #hashtag that are no watched board:
     looked up on the server (only when there are any) into ``snapshot.project_aliases``; an unknown
     one is a ConfigError naming ``checks.<slug>.exempt.<key>[i]`` (checks/exempt.py)."""
+    section = config.section("checks")
+    if not any(isinstance(raw, Mapping) and isinstance(raw.get("exempt"), Mapping) for raw in section.values()):
+        return  # no exemptions: the check registry is not imported (agenda and metrics run no check)
     from clinicbot.checks.exempt import unresolved_projects
 
-    wanted = unresolved_projects(config.section("checks"), snapshot)
+    wanted = unresolved_projects(section, snapshot)
     if wanted:
         from clinicbot.phab.boards import resolve_projects
 
