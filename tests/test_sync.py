@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -379,3 +380,22 @@ def test_the_writer_checkpoints_the_wal_every_64_mb_not_every_4(tmp_path):
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16384
+
+
+def test_a_sync_that_fetched_no_history_keeps_the_row_check_without_a_scan(env, monkeypatch):
+    """Issue 12: a warm sync is O(changed). Without a history fetched no task row was added or got a
+    new dateModified, so the recorded counts and sums stand; with one, they are computed again."""
+    env.sync()
+    scans = []
+    real = CacheStore.row_check
+    monkeypatch.setattr(CacheStore, "row_check", lambda self: scans.append(1) or real(self))
+    env.clock.tick(60)
+    result = env.sync()
+    assert result.mode == "incremental" and result.histories_fetched == 0 and not scans
+    env.comment(board_task_ids(env)[:2], "changed")
+    env.clock.tick(60)
+    result = env.sync()
+    assert result.histories_fetched == 2 and scans
+    with CacheStore(cache_path(env.config)) as store:
+        assert store.get("rows") == json.dumps(real(store)) and result.tasks_total == store.task_count()
+    env.assert_cache_matches_server()

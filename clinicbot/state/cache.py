@@ -535,10 +535,13 @@ class CacheStore(RunHistory, Closing):
     def _damage(self, pages: bool = True) -> str | None:
         """Why this (current-schema) cache cannot be trusted, or None.
 
-        ``quick_check`` finds damaged pages (only when the file may have changed since a writer
-        left it: see :mod:`clinicbot.state.cache_check`); the row check finds rows lost without damaged
-        pages (a cache that silently lost tasks gave 16 findings instead of 55 until a full sync)."""
-        rows = self.conn.execute("PRAGMA quick_check(1)").fetchall() if pages else [("ok",)]
+        ``quick_check`` finds damaged pages; the row check finds rows lost without damaged
+        pages (a cache that silently lost tasks gave 16 findings instead of 55 until a full sync).
+        Both only when the file may have changed since a writer left it (``pages``: see
+        :mod:`clinicbot.state.cache_check`); a file no one wrote since lost neither."""
+        if not pages:
+            return None
+        rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
         if [tuple(r) for r in rows] != [("ok",)]:
             return f"integrity check: {rows[0][0] if rows else 'no answer'}"
         if not self._has_table("meta") or not self._has_table("tasks") or not self._has_table("timelines"):

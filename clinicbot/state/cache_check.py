@@ -14,7 +14,7 @@ page check only when the file is not as recorded (written by anyone else: anothe
 that wrote garbage over it, a restore from backup), when no clean close was recorded (a crash, a
 reader still open), or when the last check is older than :data:`RECHECK_SECONDS` (damage that
 changes nothing the file system shows). The row check (counts and sums of the tasks and
-timelines, against what the last completed sync recorded) still runs on every open.
+timelines, against what the last completed sync recorded) goes with it: rows are lost only by a write.
 """
 
 from __future__ import annotations
