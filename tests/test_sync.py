@@ -399,3 +399,17 @@ def test_a_sync_that_fetched_no_history_keeps_the_row_check_without_a_scan(env, 
     with CacheStore(cache_path(env.config)) as store:
         assert store.get("rows") == json.dumps(real(store)) and result.tasks_total == store.task_count()
     env.assert_cache_matches_server()
+
+
+def test_tasks_forgotten_between_syncs_keep_the_row_check_true(env):
+    """check --apply forgets the tasks it untagged (jobs/check.forget_untagged); the next sync, which
+    fetches no history, keeps the recorded row check: it must still describe the rows."""
+    env.sync()
+    gone = sorted(load_cached(env.config).data.tasks)[:2]
+    with CacheStore(cache_path(env.config)) as store:
+        assert store.forget_tasks(gone) == 2
+    env.clock.tick(60)
+    result = env.sync()
+    assert result.mode == "incremental" and result.histories_fetched == 0
+    cached = load_cached(env.config)  # a stale row check would be "the cache is damaged"
+    assert not set(gone) & set(cached.data.tasks) and result.tasks_total == len(cached.data.tasks)

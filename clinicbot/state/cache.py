@@ -644,11 +644,16 @@ class CacheStore(RunHistory, Closing):
             "WHERE h.phid IS NULL OR h.task_modified != t.modified").fetchall()
 
     def forget_tasks(self, phids: Iterable[str]) -> int:
+        if not self.conn.in_transaction:  # a caller outside the sync (check's untags): one transaction
+            with self.transaction():
+                return self.forget_tasks(phids)
         removed = 0
         for phid in phids:
             removed += self.conn.execute("DELETE FROM tasks WHERE phid = ?", (phid,)).rowcount
             self.conn.execute("DELETE FROM timelines WHERE phid = ?", (phid,))
             self.conn.execute("DELETE FROM sightings WHERE task_phid = ?", (phid,))
+        if removed and self.get("rows") is not None:  # between syncs: the row check stays true (a sync
+            self.put("rows", json.dumps(self.row_check()))  # that fetches no history keeps it as it is)
         return removed
 
     def sightings(self) -> dict[tuple[str, str, str], datetime]:
