@@ -110,3 +110,18 @@ def test_plain_output_imports_no_rich_console():
     modules = set(json.loads(proc.stderr.strip().splitlines()[-1]))
     assert "rich.console" not in modules
     assert proc.stdout.endswith("Digest [x] é") and proc.stdout.count("\n") == 3  # wrapped at 80, as rich does
+
+
+def test_a_checks_plain_line_keeps_emoji_codes_from_task_text_literal(monkeypatch):
+    from clinicbot.cli.checks import _line
+
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    app = type("FakeApp", (), {"console": LazyConsole()})()
+    out, saved = io.StringIO(), sys.stdout
+    sys.stdout = out
+    try:
+        _line(app, "[warning] stale: T1 :bug: in the :100: list")  # task text is data
+    finally:
+        sys.stdout = saved
+    assert out.getvalue() == "[warning] stale: T1 :bug: in the :100: list\n"
+    assert app.console._rich is None  # and no rich console for it

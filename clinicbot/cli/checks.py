@@ -116,8 +116,8 @@ def _cell(value: Any) -> "Text":
 
 
 def _line(app: App, text: str) -> None:
-    """One plain line: cleaned of control characters, never markup, never wrapped."""
-    app.console.print(escape.one_line(text), markup=False, highlight=False, soft_wrap=True)
+    """One plain line: cleaned of control characters, never markup nor :emoji: codes, never wrapped."""
+    app.console.print(escape.one_line(text), markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def _tally(counts: Counter[str]) -> str:

@@ -109,7 +109,7 @@ def sync(app: App, full: bool, fmt: str) -> None:
             "modified_start": result.modified_start.isoformat() if result.modified_start else None,
         }, indent=2))
     else:
-        app.console.print(result.summary() + f" in {outcome.seconds:.1f} s", markup=False, highlight=False)
+        app.console.print(result.summary() + f" in {outcome.seconds:.1f} s", markup=False, highlight=False, emoji=False)
 
 
 # --------------------------------------------------------------------------------------------
