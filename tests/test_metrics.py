@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -91,10 +92,12 @@ def ev(kind: str, at: datetime, author: str | None, **kw) -> Event:
 
 
 def snapshot(tasks: list[Task], timelines: dict[int, list[Event]]) -> Snapshot:
+    """As the server has it: a task's dateModified is never older than its last event."""
     tl = {}
-    for t in tasks:
+    for i, t in enumerate(tasks):
         events = [ev("created", t.created, t.author_phid)] + timelines.get(t.id, [])
         tl[t.phid] = Timeline(t.phid, t.id, tuple(events))
+        tasks[i] = replace(t, modified=max([t.modified or t.created, *(e.at for e in events)]))
     boards = {TEAM: Board(TEAM, "Team", "team", (INBOX, DOING)),
               REVIEW_BOARD: Board(REVIEW_BOARD, "Reviews", "reviews", (REVIEW,))}
     users = {p: User(p, p.split("-")[-1], is_bot=(p == BOT)) for p in (ALICE, BOB, OUTSIDER, BOT)}

@@ -238,3 +238,20 @@ def test_targets_and_keys():
     s = report_settings(_config({"agenda_wiki_path": "team/meetings"}))
     assert wiki_slug(agenda, s) == "team/meetings/2026-11-26/"
     assert wiki_slug({"kind": "metrics", "date": "x"}, s) == "clinic/metrics/"
+
+
+def test_moved_to_meeting_reads_no_history_of_a_task_unchanged_since():
+    """A move after ``since`` is an edit after it, so a task whose dateModified is older has no move
+    to list and its history is not read (at 100k tasks, most of them)."""
+    from clinicbot.reports.digest import moved_to_meeting
+
+    snap = board_snapshot()
+    t3 = snap.tasks["PHID-TASK-3"]
+    assert [r["task"] for r in moved_to_meeting(snap, NOW - 2 * D)] == ["T3"]
+
+    class Unread(dict):
+        def get(self, phid, default=None):
+            raise AssertionError(f"read the history of {phid}")
+
+    snap.timelines = Unread()
+    assert moved_to_meeting(snap, t3.modified) == []
