@@ -22,6 +22,7 @@ bench/results/<label>.json; then bench/table.py rewrites the tables in docs/benc
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -224,6 +225,10 @@ def main() -> None:
         "python": platform.python_version(), "machine": f"{platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPU(s)", "cpus": os.cpu_count() or 1, "loadavg_start": load_start,
         "command": [Path(a).name for a in clinicbot_argv()]}, "sizes": {}}
+    # Cron starts clinicbot from an installed package, whose modules are compiled once. Here the tree
+    # may have stale bytecode, and with PYTHONDONTWRITEBYTECODE set every changed module would be
+    # compiled again in every measured process: compile them first, as an install does.
+    compileall.compile_dir(str(ROOT / "clinicbot"), quiet=1)
     print(f"bench ({args.label}): load average {load_start}", flush=True)
     for size in parse_sizes(args.sizes):
         with tempfile.TemporaryDirectory(prefix="clinicbot-bench-") as tmp:

@@ -268,7 +268,8 @@ def block(results: dict[str, dict[str, Any]]) -> str:
              "included), against the strict sandbox with 30 ms latency per Conduit call; method in "
              "[docs/bench.md](docs/bench.md), regenerate with `python3 bench/run.py --label before|after`. "
              "\"× bound\" is wall time over the round-trip bound (calls × latency + 0.15 s); the jobs run warm "
-             "(after a sync) and include their own sync part. * = extrapolated from a sample.",
+             "(after a sync) and include their own sync part; the package is byte-compiled first, as an install "
+             "does (the before run was not, so its start-up may include compiling). * = extrapolated from a sample.",
              ""]
     parts += [run_line(label, results[label]["meta"]) for label in LABELS if label in results]
     parts += ["", summary(results), "", command_table(results), "", target_table(results), END]

@@ -30,7 +30,6 @@ from typing import Any
 
 from markupsafe import Markup
 from markupsafe import escape as html_escape
-from rich.markup import escape as rich_escape
 
 ZWSP = "\u200b"  # zero-width space: breaks a token without changing how it reads
 BACKTICK_STANDIN = "\u00b4"  # ´ ACUTE ACCENT: looks like a backtick, never ends a monospace span
@@ -211,6 +210,8 @@ def term(text: Any, limit: int | None = None) -> str:
 
     For rich ``Text``/``markup=False`` output use :func:`one_line` (already clean).
     """
+    from rich.markup import escape as rich_escape  # only for terminal markup: rich is not imported off a terminal
+
     return rich_escape(plain(text, limit))
 
 
