@@ -19,73 +19,23 @@ Bots, clinicbot's own account and ``team.ignored_users`` are never activity, res
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from clinicbot.model import Snapshot, Task
+from clinicbot.stats import DurationStats, hours_between
 from clinicbot.timeline import RESPONSE_KINDS
 
 DEFAULT_WINDOW_DAYS = 30
 DEFAULT_UNTOUCHED_DAYS = 14
 DEFAULT_WEEKS = 12
-HOUR = 3600.0
 
 # Who was on duty at a moment: usernames, in rotation order. Built by the caller from the
 # rotation so this module needs no rotation file (and tests can pass a lambda).
 DutyLookup = Callable[[datetime], Sequence[str]]
-
-
-# --------------------------------------------------------------------------------------------
-# Statistics
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """The p-th percentile by linear interpolation between closest ranks (numpy's default,
-    Excel's PERCENTILE.INC). ``None`` for an empty set; the value itself for one element."""
-    if not values:
-        return None
-    if not 0 <= p <= 100:
-        raise ValueError(f"percentile must be within 0..100, not {p}")
-    xs = sorted(values)
-    pos = (len(xs) - 1) * p / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def median(values: Sequence[float]) -> float | None:
-    return percentile(values, 50)
-
-
-@dataclass(frozen=True)
-class DurationStats:
-    """count, mean, median and p90 of a set of durations (hours). Empty -> None ("n/a")."""
-
-    count: int
-    mean: float | None
-    median: float | None
-    p90: float | None
-
-    @classmethod
-    def of(cls, hours: Iterable[float]) -> "DurationStats":
-        xs = [float(h) for h in hours]
-        if not xs:
-            return cls(0, None, None, None)
-        return cls(len(xs), sum(xs) / len(xs), median(xs), percentile(xs, 90))
-
-    def to_dict(self) -> dict[str, Any]:
-        def r(v: float | None) -> float | None:
-            return None if v is None else round(v, 2)
-
-        return {"count": self.count, "mean": r(self.mean), "median": r(self.median), "p90": r(self.p90),
-                "unit": "hours"}
-
-
-def hours_between(start: datetime, end: datetime) -> float:
-    return (end - start).total_seconds() / HOUR
 
 
 # --------------------------------------------------------------------------------------------

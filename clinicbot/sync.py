@@ -68,16 +68,8 @@ from clinicbot.phab.readahead import read_ahead
 from clinicbot.config import Config
 from clinicbot.errors import StateError
 from clinicbot.model import Closing, Column, Task
-from clinicbot.state.cache import (
-    CacheStore,
-    LazyTimelines,
-    Structure,
-    cache_path,
-    dump_task,
-    dump_timeline,
-    task_fields,
-    task_loader,
-)
+from clinicbot.state.cache import CacheStore, cache_path
+from clinicbot.state.cache_rows import LazyTimelines, Structure, dump_task, dump_timeline, task_fields, task_loader
 from clinicbot.state.lookups import LOOKUPS_KEY, Lookups
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "clinicbot"
 
-BASE = {"errors", "model", "timeline", "escape", "svg", "config", ""}  # "" is clinicbot/__init__.py (the version)
+BASE = {"errors", "model", "timeline", "escape", "svg", "stats", "config", ""}  # "" is clinicbot/__init__.py (the version)
 MIDDLE = {"delivery", "reports", "checks", "metrics", "sync", "phab", "state", "rotation"}
 LAYER = {**{c: 0 for c in BASE}, **{c: 1 for c in MIDDLE}, "jobs": 2, "scheduler": 3, "cli": 4}
 

@@ -326,7 +326,7 @@ def test_the_rows_the_sync_stores_are_the_timelines_events(task_id, phid, name):
     from dataclasses import fields
 
     from clinicbot.phab.history import rows_from_legacy, rows_from_transaction_search
-    from clinicbot.state.cache import dump_timeline, load_timeline
+    from clinicbot.state.cache_rows import dump_timeline, load_timeline
 
     for rows in (rows_from_transaction_search(phid, task_id, ts_items(name)),
                  rows_from_legacy(phid, task_id, result("maniphest.gettasktransactions")[str(task_id)])):

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from clinicbot.phab.history import Event, Timeline
-from clinicbot.metrics import DurationStats, compute_metrics, median, percentile
+from clinicbot.metrics import compute_metrics
+from clinicbot.stats import DurationStats, median, percentile
 from clinicbot.state.metrics_history import MetricsStore
 from clinicbot.model import Board, Column, Priority, Snapshot, Task, User
 

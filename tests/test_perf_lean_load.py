@@ -17,7 +17,7 @@ from clinicbot.metrics import compute_metrics, counted_since
 from clinicbot.phab.boards import parse_task
 from clinicbot.phab.conduit import ConduitClient
 from clinicbot.sandbox import Sandbox, generate_scenario
-from clinicbot.state.cache import LazyTimelines, dump_task, task_loader
+from clinicbot.state.cache_rows import LazyTimelines, dump_task, task_loader
 from clinicbot.sync import load_cached
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)

@@ -15,7 +15,8 @@ from clinicbot.checks.untag import UntagCandidateCheck
 from clinicbot.errors import StateError
 from clinicbot.jobs.context import App, load_snapshot
 from clinicbot.metrics import closed_at, compute_metrics, counted_since, weekly_series
-from clinicbot.state.cache import CacheStore, LazyTimelines, dump_timeline, load_timeline
+from clinicbot.state.cache import CacheStore
+from clinicbot.state.cache_rows import LazyTimelines, dump_timeline, load_timeline
 from clinicbot.timeline import Event, Timeline
 
 # The 400-task sandbox synced once, as test_perf_lean_load sets it up: ``env`` is (sandbox, app, full snapshot).

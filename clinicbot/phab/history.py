@@ -105,7 +105,7 @@ def _phids(value: Any) -> list[str]:
 #
 # The parsers build each event as a plain tuple of the Event fields in their order, with ``at`` in
 # epoch seconds: a frozen dataclass took ~5 µs to build and a 100,000-task cold sync parses ~850,000
-# events only to store them. The sync stores the rows as they are (state.cache.dump_timeline);
+# events only to store them. The sync stores the rows as they are (state.cache_rows.dump_timeline);
 # everyone else gets a Timeline (EventRows.timeline). tests/test_history.py checks the order.
 
 Row = tuple  # (kind, at, author_phid, xaction_id, group_id, old, new, board_phid, column_phid,

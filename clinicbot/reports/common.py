@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
-from clinicbot.metrics import hours_between
+from clinicbot.stats import hours_between
 from clinicbot.model import Column, Person, Snapshot, Task, iso
 
 DIGEST_LOOKBACK = timedelta(hours=24)  # "since the last digest" when no digest was delivered yet

@@ -3,7 +3,7 @@
 It holds
 
 * ``tasks``     — every task on the watched boards as its parsed :class:`~clinicbot.model.Task` row
-  (:func:`dump_task`; a change in ``boards.py`` or the Task fields changes the cache fingerprint:
+  (:func:`~clinicbot.state.cache_rows.dump_task`; a change in ``boards.py`` or the Task fields changes the cache fingerprint:
   full sync), with its ``dateModified``, status and ``dateClosed`` (what a job's load filters on);
 * ``timelines`` — each task's :class:`~clinicbot.timeline.Timeline`, serialised, together with
   the ``dateModified`` of the task *when its history was fetched*;
@@ -27,15 +27,14 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from operator import attrgetter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator
 
 from clinicbot.config import Config
 from clinicbot.errors import StateError
-from clinicbot.model import Board, Closing, Column, Priority, Status
+from clinicbot.model import Closing
+from clinicbot.state.cache_rows import Structure
 from clinicbot.state.runs import RUNS_DDL, RunHistory
 
 log = logging.getLogger(__name__)
@@ -65,236 +64,6 @@ def cache_path(config: Config) -> Path:
     return config.state_dir / CACHE_FILE
 
 
-
-# --------------------------------------------------------------------------------------------
-# Timeline (de)serialisation
-#
-# Timelines are stored as their parsed events, not as the raw transaction items: the raw items
-# are several times larger (comment text versions, full edge lists, policy fields) and
-# fetch_timelines hands out only the parsed form. The price: a change in history.py's parsing
-# (or timeline.py's events) must invalidate the cache, so the history fingerprint (below) is part of the cache identity.
-
-
-
-_EVENT_FIELDS: list[str] = []
-
-
-def _event_fields() -> list[str]:
-    if not _EVENT_FIELDS:
-        from clinicbot.timeline import Event
-
-        _EVENT_FIELDS.extend(f.name for f in fields(Event))
-    return _EVENT_FIELDS
-
-
-def _unplain(value: Any) -> Any:
-    # Event payloads hold tuples (PHID lists), never lists: JSON lists come back as tuples.
-    if isinstance(value, list):
-        return tuple(_unplain(v) for v in value)
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.timestamp()  # tuples are JSON lists already
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-# One compact encoder for every row (a cold sync writes a task and a timeline per task): the C
-# encoder with datetimes as epoch seconds, without a Python pass per field.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
-_GETTERS: dict[str, Any] = {}
-
-
-def _getter(kind: str, names: list[str]) -> Any:
-    """A fast ``obj -> tuple of the named fields`` (attrgetter returns a bare value for one name)."""
-    get = _GETTERS.get(kind)
-    if get is None:
-        one = attrgetter(names[0])
-        get = _GETTERS[kind] = attrgetter(*names) if len(names) > 1 else (lambda obj: (one(obj),))
-    return get
-
-
-def dump_timeline(timeline: Any) -> str:
-    """A Timeline, or a phab.history.EventRows (its ``rows`` are the Event fields in order already)."""
-    names = _event_fields()
-    events = getattr(timeline, "rows", None)
-    if events is None:
-        get = _getter("event", names)
-        events = [get(e) for e in timeline.events]
-    return _ENCODE({"f": names, "s": timeline.structured_columns, "u": timeline.unreadable, "e": events})
-
-
-class Shared(dict):
-    """One copy of each repeated value (PHIDs, kinds, statuses, times) across the rows of one job.
-
-    JSON decoding makes a new string for every occurrence: at 100,000 tasks the same few hundred
-    user, project and column PHIDs were held hundreds of thousands of times."""
-
-    def one(self, value: Any) -> Any:
-        """``value``, or the equal one seen first (values of one kind: strings, or aware UTC times)."""
-        return self.setdefault(value, value)
-
-
-def load_timeline(task_phid: str, task_id: int, text: str, shared: Shared | None = None) -> Any:
-    from clinicbot.timeline import Event, Timeline
-
-    data = json.loads(text)
-    names = data["f"]
-    structured, unreadable = bool(data["s"]), int(data.get("u") or 0)
-    if names == _event_fields():
-        # The fast path (a 100,000-task cache holds ~1M events): positional construction, and
-        # only the fields that can hold tuples are converted back from JSON lists. The events
-        # were stored in the Timeline's order, so they are not sorted again.
-        at_i = names.index("at")
-        tuple_i = [names.index(n) for n in ("old", "new", "from_column_phids")]
-        same_i = [names.index(n) for n in ("kind", "author_phid", "board_phid", "column_phid")]
-        stamp, utc = datetime.fromtimestamp, timezone.utc
-        same = (shared if shared is not None else Shared()).setdefault  # Shared.one, without a Python call
-        events = []
-        for row in data["e"]:
-            at = stamp(row[at_i], utc)
-            row[at_i] = same(at, at)
-            for i in same_i:
-                row[i] = same(row[i], row[i])
-            for i in tuple_i:
-                if row[i].__class__ is list:
-                    row[i] = tuple([same(v, v) for v in row[i]]) if row[i] else ()  # flat PHID lists
-            events.append(Event(*row))
-        return Timeline.from_sorted(task_phid, task_id, tuple(events), structured_columns=structured,
-                                    unreadable=unreadable)
-    # Written by another clinicbot version with other Event fields (still readable by name).
-    known = set(_event_fields())
-    old = []
-    for row in data["e"]:
-        values = {k: _unplain(v) for k, v in zip(names, row) if k in known}
-        values["at"] = datetime.fromtimestamp(values["at"], tz=timezone.utc)
-        old.append(Event(**values))
-    return Timeline(task_phid, task_id, tuple(old), structured_columns=structured, unreadable=unreadable)
-
-
-class LazyTimelines(Mapping[str, Any]):
-    """task PHID -> Timeline, each parsed from its cached text when first read.
-
-    A job reads the timelines of the tasks its checks or reports look at, often far fewer than
-    it loads (a digest reads none of most tasks' histories): parsing every one up front was
-    most of a warm job's time at 10,000 tasks."""
-
-    def __init__(self, rows: Mapping[str, tuple[int, str]]):
-        self._items: dict[str, Any] = dict(rows)  # phid -> (task id, text), or the parsed Timeline
-        self._shared = Shared()  # the PHIDs, kinds and times the parsed timelines share
-
-    def __getitem__(self, phid: str) -> Any:
-        item = self._items[phid]
-        if isinstance(item, tuple):
-            item = self._items[phid] = load_timeline(phid, item[0], item[1], self._shared)
-        return item
-
-    def __contains__(self, phid: object) -> bool:
-        return phid in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def parsed(self) -> int:
-        """How many timelines were parsed so far (tests count them)."""
-        return sum(1 for v in self._items.values() if not isinstance(v, tuple))
-
-
-# --------------------------------------------------------------------------------------------
-# Task (de)serialisation: the parsed task, not the raw maniphest.search item
-#
-# Parsing a raw item again on every load (shape checks included) was a third of a warm job's
-# time; the stored row is the Task's fields in order, checked once when the page arrived. A
-# change of the Task fields or of boards.py's parsing changes the cache fingerprint (full sync).
-# Whether a task is closed is decided on load, from the server's statuses as they are now.
-
-
-_DATE_FIELDS = ("created", "modified", "closed_at")
-
-
-_TASK_FIELDS: list[str] = []
-
-
-def task_fields() -> list[str]:
-    if not _TASK_FIELDS:
-        from clinicbot.model import Task
-
-        _TASK_FIELDS.extend(f.name for f in fields(Task))
-    return list(_TASK_FIELDS)
-
-
-def dump_task(task: Any) -> str:
-    return _ENCODE(_getter("task", _TASK_FIELDS or task_fields())(task))
-
-
-def task_loader(statuses: Mapping[str, Status]) -> Any:
-    """``load(text) -> Task`` for rows written by :func:`dump_task` (same Task fields: the fingerprint)."""
-    from clinicbot.model import Task
-    from clinicbot.phab.boards import status_is_closed
-
-    names = task_fields()
-    dates = [names.index(n) for n in _DATE_FIELDS]
-    tuples = [names.index(n) for n in ("project_phids", "subscriber_phids")]
-    status_i, closed_i, closed_at_i = names.index("status"), names.index("is_closed"), names.index("closed_at")
-    same_i = [names.index(n) for n in ("status", "status_name", "priority_name", "author_phid", "owner_phid",
-                                       "subtype")]
-    columns_i = names.index("columns")
-    utc = timezone.utc
-    one = Shared().one
-
-    def load(text: str) -> Task:
-        row = json.loads(text)
-        for i in dates:
-            if row[i] is not None:
-                row[i] = datetime.fromtimestamp(row[i], tz=utc)
-        for i in tuples:
-            row[i] = tuple(map(one, row[i]))
-        for i in same_i:
-            row[i] = one(row[i])
-        row[columns_i] = {one(b): one(c) for b, c in row[columns_i].items()}
-        row[closed_i] = status_is_closed(statuses, row[status_i], row[closed_at_i])
-        return Task(*row)
-
-    return load
-
-
-# --------------------------------------------------------------------------------------------
-# Board structure (de)serialisation: what an incremental sync needs without asking the server
-
-
-@dataclass
-class Structure:
-    boards: list[Board]
-    statuses: tuple[Status, ...]
-    priorities: tuple[Priority, ...]
-    batch_history: bool  # the server has maniphest.gettasktransactions
-
-    def column_phids(self) -> list[str]:
-        return sorted({c.phid for b in self.boards for c in b.columns})
-
-    def proxies(self) -> dict[str, Column]:
-        return {c.proxy_phid: c for b in self.boards for c in b.columns if c.proxy_phid}
-
-    def dumps(self) -> str:
-        return json.dumps({
-            "boards": [{**asdict(b), "columns": [asdict(c) for c in b.columns]} for b in self.boards],
-            "statuses": [asdict(s) for s in self.statuses],
-            "priorities": [asdict(p) for p in self.priorities],
-            "batch_history": self.batch_history,
-        })
-
-    @classmethod
-    def loads(cls, text: str) -> "Structure":
-        data = json.loads(text)
-        boards = [Board(phid=b["phid"], name=b["name"], slug=b["slug"],
-                        columns=tuple(Column(**c) for c in b["columns"])) for b in data["boards"]]
-        return cls(boards=boards, statuses=tuple(Status(**s) for s in data["statuses"]),
-                   priorities=tuple(Priority(**p) for p in data["priorities"]),
-                   batch_history=bool(data["batch_history"]))
 
 
 # --------------------------------------------------------------------------------------------
