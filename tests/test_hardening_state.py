@@ -157,7 +157,8 @@ def test_read_only_state_dir(sandbox, tmp_path):
     with read_only(state):
         for args in WRITING:
             result = cli(config, *args)
-            assert_one_line(result, "clinicbot.lock", "read-only", "remount it read-write")
+            # The first write refused names its file (the lock, or the run history a recorded run opens first).
+            assert_one_line(result, str(state), "read-only", "remount it read-write")
     assert state_files(state) == before and cache_rows(state) == rows
 
 
@@ -210,7 +211,9 @@ def remove_on(sandbox: Sandbox, method: str, state: Path) -> Iterator[list[str]]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["maniphest.search", "user.whoami"])  # during the sync / after it
+# during the sync / after it (user.whoami is kept in the lookup cache; the people who can be pinged are
+# asked for on every run)
+@pytest.mark.parametrize("method", ["maniphest.search", "user.search"])
 @pytest.mark.parametrize("args", [("check", "--apply"), ("serve", "--once", "checks")])
 def test_state_dir_removed_mid_run(sandbox, tmp_path, method, args):
     config = seeded(sandbox, tmp_path)
@@ -219,7 +222,7 @@ def test_state_dir_removed_mid_run(sandbox, tmp_path, method, args):
         result = cli(config, *args)
     assert removed == [method]
     assert_one_line(result, str(state), "restore", "backup")
-    assert not state.exists()  # never silently recreated empty (that would re-fire everything)
+    assert not state.exists(), sorted(p.name for p in state.iterdir())  # never silently recreated empty (that would re-fire everything)
 
 
 # -- a ledger with wrong types ---------------------------------------------------------------------

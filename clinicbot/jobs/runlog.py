@@ -20,13 +20,14 @@ a metrics history row, is not a run of the job).
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
-from clinicbot.errors import EXIT_FAILURE, EXIT_OK, LockHeldError, error_exit
+from clinicbot.errors import EXIT_FAILURE, EXIT_OK, LockHeldError, StateError, error_exit
 from clinicbot.phab.conduit import is_write
 from clinicbot.state.cache import CacheStore, cache_path
 
@@ -103,13 +104,15 @@ class RunLog:
             store.prune_runs()
             return store.run_started(job, started.timestamp(), trigger=trigger, command=command)
 
+    # A run's end never makes the state directory: if it is gone, it was removed mid-run, and a new,
+    # empty one would make every open finding fire again (the run itself said so).
     def forget(self, run_id: int) -> None:
-        with CacheStore(cache_path(self.app.config())) as store:
+        with CacheStore(cache_path(self.app.config()), create_dir=False) as store:
             store.forget_run(run_id)
 
     def finish(self, run_id: int, finished: datetime, outcome: str, *, calls: int, attempts: int,
                writes: int | None, detail: str = "") -> None:
-        with CacheStore(cache_path(self.app.config())) as store:
+        with CacheStore(cache_path(self.app.config()), create_dir=False) as store:
             store.run_finished(run_id, finished=finished.timestamp(), outcome=outcome, calls=calls,
                                attempts=attempts, detail=detail, writes=writes)
 
@@ -169,7 +172,10 @@ def recorded_run(app: Any, job: str, *, command: str, enabled: bool = True,
     except BaseException as exc:
         known = error_exit(exc) if isinstance(exc, Exception) else None
         detail = known[0] if known else f"{type(exc).__name__}: {exc}"
-        _finish(app, log, run_id, started, mono, tally, run.result, outcome, detail)
+        try:
+            _finish(app, log, run_id, started, mono, tally, run.result, outcome, detail)
+        except StateError as late:  # the run's own error is the one to report
+            logging.getLogger(__name__).debug("run not recorded: %s", late)
         raise
     _finish(app, log, run_id, started, mono, tally, run.result, outcome, detail)
 

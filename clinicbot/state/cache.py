@@ -214,7 +214,9 @@ class CacheStore(RunHistory, Closing):
 
     _verification: Any = None  # a writer's cache_check.Verification
 
-    def __init__(self, path: Path, *, readonly: bool = False):
+    def __init__(self, path: Path, *, readonly: bool = False, create_dir: bool | None = None):
+        """``create_dir``: may a missing state directory be made? Default: unless the state lock is
+        held (then it existed, and gone means removed mid-run). False for a write that ends a run."""
         self.path = Path(path)
         self.rebuilt_reason: str | None = None  # set when the cache had to be (re)created
         if readonly:
@@ -228,7 +230,9 @@ class CacheStore(RunHistory, Closing):
 
         # Under the state lock the directory exists (the lock made it): if it is gone now, it was
         # removed mid-run, and recreating it empty would quietly start a new state.
-        private_dir(self.path.parent, create=not StateLock.held(self.path.parent))
+        if create_dir is None:
+            create_dir = not StateLock.held(self.path.parent)
+        private_dir(self.path.parent, create=create_dir)
         existed = self.path.exists() and self.path.stat().st_size > 0
         from clinicbot.state.cache_check import Verification
 
