@@ -79,6 +79,15 @@ def moved(when: datetime, by: str | None, column: Column, from_column: Column | 
                  from_column_phids=(from_column.phid,) if from_column else ())
 
 
+def entered(sb: "SnapshotBuilder", task_id: int, when: datetime, role: str, from_role: str, *events: Event,
+            board: str, author: str | None, filed_before: timedelta, **kw: Any) -> Task:
+    """A task filed ``filed_before`` ``when`` that ``author`` moved from ``from_role`` into ``role`` on
+    ``board`` at ``when``, then ``events``."""
+    col, source = sb.column(board, role), sb.column(board, from_role)
+    return sb.task(task_id, created=when - filed_before, author=author, columns=[col],
+                   events=[moved(when, author, col, source), *events], **kw)
+
+
 def priority(when: datetime, by: str | None, new: str, old: str | None = None) -> Event:
     return Event("priority", when, by, old=PRIORITY[old].value if old else None, new=PRIORITY[new].value)
 

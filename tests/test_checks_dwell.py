@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from checkdata import ALICE, BOB, CAROL, OTHERBOT, SECOND, SnapshotBuilder, at, comment, days, keys, moved, run_check
+from checkdata import ALICE, BOB, CAROL, OTHERBOT, SECOND, SnapshotBuilder, at, comment, days, entered, keys, moved, run_check
 from clinicbot.checks import ColumnDwellCheck, builtin_checks, context_factory, load_checks_and_settings, run_checks
 from clinicbot.errors import ConfigError
 from clinicbot.model import iso
@@ -26,10 +26,9 @@ class DiscussingStaleCheck(ColumnDwellCheck, slug="discussing-stale", roles=("di
 DISCUSSING = DiscussingStaleCheck()
 
 
-def _discussing(sb, task_id, entered, *events, board="Review", author=CAROL, **kw):
-    col, inbox = sb.column(board, "discussing"), sb.column(board, "inbox")
-    return sb.task(task_id, created=entered - days(2), author=author, columns=[col],
-                   events=[moved(entered, author, col, inbox), *events], **kw)
+def _discussing(sb, task_id, at, *events, board="Review", author=CAROL, **kw):
+    return entered(sb, task_id, at, "discussing", "inbox", *events, board=board, author=author,
+                   filed_before=days(2), **kw)
 
 
 def test_a_declared_discussing_check_fires_after_fourteen_days_without_an_answer():

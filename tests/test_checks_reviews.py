@@ -14,6 +14,7 @@ from checkdata import (
     at,
     comment,
     days,
+    entered,
     hours,
     keys,
     moved,
@@ -26,10 +27,9 @@ REVIEW = ReviewNeededCheck()
 WAITING = WaitingForReviewCheck()
 
 
-def _in_review(sb, task_id, entered, *events, board="Team", author=CAROL, **kw):
-    col, doing = sb.column(board, "review_needed"), sb.column(board, "doing")
-    return sb.task(task_id, created=entered - days(3), author=author, columns=[col],
-                   events=[moved(entered, author, col, doing), *events], **kw)
+def _in_review(sb, task_id, at, *events, board="Team", author=CAROL, **kw):
+    return entered(sb, task_id, at, "review_needed", "doing", *events, board=board, author=author,
+                   filed_before=days(3), **kw)
 
 
 # -- review-needed -----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from clinicbot.config import Config
 from clinicbot.delivery.targets import ReportSettings, report_settings
+from clinicbot.reports import DIGEST_SECTIONS
 
 if TYPE_CHECKING:  # the report modules load when a report is built, not with every config
     from clinicbot.reports.common import RowCaps
@@ -53,8 +54,6 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _KEYS = ("max_rows", "section_max_rows", "lists")
 
 
-# The digest's sections cut at max_rows (reports.digest.DIGEST_SECTIONS, which is checked to agree).
-DIGEST_SECTIONS = ("unbreak", "inbox", "review_queue", "moved_to_meeting", "findings")
 
 
 @dataclass(frozen=True)

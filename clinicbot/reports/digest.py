@@ -28,11 +28,9 @@ from clinicbot.reports.common import (
     task_row,
     unique_tasks,
 )
+from clinicbot.reports import DIGEST_SECTIONS  # noqa: F401  (the sections built below, in this order)
 from clinicbot.reports.finding_lists import Listed, list_sections
 
-# The sections cut at ``reports.digest.max_rows`` (keys of ``section_max_rows`` too), in order;
-# jobs/report_lists.py validates the config against its copy (a test checks they agree).
-DIGEST_SECTIONS = ("unbreak", "inbox", "review_queue", "moved_to_meeting", "findings")
 
 # --------------------------------------------------------------------------------------------
 # Daily digest
