@@ -35,6 +35,10 @@ JOB_WALL_10K_S = 1.5
 JOB_WALL_100K_S = 5.0
 JOB_RSS_100K_MB = 300.0
 LINEAR_SLACK = 1.5  # a time ratio up to 1.5 x the task ratio counts as linear
+# The round-trip bound of a warm job is judged at the size of a real team's boards (the issue measured it
+# on a replay of a real Phorge); at 10k and 100k the jobs have their own wall-time targets (1.5 s, 5 s),
+# which would be meaningless if the bound (0.2-0.3 s) applied there too. Other sizes are shown, not judged.
+BOUND_SIZES = ("1000",)
 
 
 def size_label(n: int | str) -> str:
@@ -97,15 +101,19 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"key": key, "target": target, "measured": "; ".join(parts) if parts else "not measured",
                     "ok": all(oks) if oks else None})
 
-    def per_size(name: str, test: Any) -> tuple[list[str], list[bool]]:
+    def per_size(name: str, test: Any, judged: tuple[str, ...] | None = None) -> tuple[list[str], list[bool]]:
+        """``test`` at every size; only the ``judged`` sizes (all by default) decide pass or fail."""
         parts, oks = [], []
         for size in sizes:
             cmd = commands(result, size).get(name)
             if cmd is None:
                 continue
             text, ok = test(cmd)
+            if judged is None or size in judged:
+                oks.append(ok)
+            else:
+                text += " (shown, not judged)"
             parts.append(f"{size_label(size)}: {text}")
-            oks.append(ok)
         return parts, oks
 
     def ratio_test(cmd: dict[str, Any]) -> tuple[str, bool]:
@@ -119,11 +127,11 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     add("cold-sync", f"cold sync within {BOUND_FACTOR}× of its round-trip bound", *per_size("sync (cold)", ratio_test))
     add("warm-sync", "warm sync (nothing changed) in 1 call",
         *per_size("sync (warm)", lambda c: (f"{c['calls']} call" + ("" if c["calls"] == 1 else "s"), c["calls"] == 1)))
-    add("bound-sync (warm)", f"warm `sync` (a cron job too) within {BOUND_FACTOR}× of (round trips × latency) + "
-        f"{BOUND_OVERHEAD_S} s", *per_size("sync (warm)", ratio_test))
+    add("bound-sync (warm)", f"warm `sync` (a cron job too) at 1k within {BOUND_FACTOR}× of (round trips × latency) + "
+        f"{BOUND_OVERHEAD_S} s", *per_size("sync (warm)", ratio_test, BOUND_SIZES))
     for job in JOBS:
-        add(f"bound-{job}", f"warm `{job}` within {BOUND_FACTOR}× of (round trips × latency) + {BOUND_OVERHEAD_S} s",
-            *per_size(job, ratio_test))
+        add(f"bound-{job}", f"warm `{job}` at 1k within {BOUND_FACTOR}× of (round trips × latency) + {BOUND_OVERHEAD_S} s",
+            *per_size(job, ratio_test, BOUND_SIZES))
     for job in JOBS:
         parts, oks = [], []
         for size, limit in (("10000", JOB_WALL_10K_S), ("100000", JOB_WALL_100K_S)):

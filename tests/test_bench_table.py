@@ -117,3 +117,14 @@ def test_write_docs_keeps_doc_and_readme_in_step(tmp_path):
     assert "method" in doc.read_text() and "## Next" in readme.read_text()
     assert "| before | 1k | `check` | maniphest.search 1, project.search 1, user.search 2, user.whoami 1 |" \
         in doc.read_text()
+
+
+def test_the_round_trip_bound_is_judged_at_1k_and_only_shown_at_larger_sizes():
+    res = copy.deepcopy(AFTER)
+    res["sizes"]["1000"]["commands"]["digest"] = cmd(0.25, {"maniphest.search": 1, "user.search": 1})
+    res["sizes"]["10000"]["commands"]["digest"] = cmd(0.9, {"maniphest.search": 1, "user.search": 1})
+    digest = by_key(res)["bound-digest"]
+    assert digest["ok"] is True
+    assert "10k: 4.3× (2 calls) (shown, not judged)" in digest["measured"]
+    res["sizes"]["1000"]["commands"]["digest"] = cmd(0.4, {"maniphest.search": 1, "user.search": 1})
+    assert by_key(res)["bound-digest"]["ok"] is False
