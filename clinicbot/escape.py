@@ -92,7 +92,10 @@ def scrub(data: Any) -> Any:
 
 def one_line(text: Any, limit: int | None = None) -> str:
     """Clean, collapse whitespace (titles and excerpts are shown on one line); cut to ``limit`` chars."""
-    text = _WS.sub(" ", clean(text)).strip()
+    text = "" if text is None else str(text)
+    # Printable text has no control character, bidi override or whitespace but " " (a summary
+    # usually is: it skips both regexes, once per finding).
+    text = text.strip() if text.isprintable() and "  " not in text else _WS.sub(" ", clean(text)).strip()
     if limit is not None and len(text) > limit:
         text = text[: max(0, limit - 1)].rstrip() + "…"
     return text
