@@ -65,6 +65,7 @@ from clinicbot.phab.boards import (
 )
 from clinicbot.phab.conduit import ConduitClient
 from clinicbot.phab.readahead import read_ahead
+from clinicbot.phab.snapshot import LookupFiller
 from clinicbot.config import Config
 from clinicbot.errors import StateError
 from clinicbot.model import Closing, Column, Task
@@ -139,8 +140,8 @@ def _history_fingerprint() -> str:
 # Board structure: what an incremental sync needs without asking the server
 
 
-def fetch_structure(client: ConduitClient, config: Config) -> Structure:
-    boards, statuses, priorities = load_structure(client, config)
+def fetch_structure(client: ConduitClient, config: Config, members: dict[str, set[str]] | None = None) -> Structure:
+    boards, statuses, priorities = load_structure(client, config, members)
     return Structure(boards=boards, statuses=statuses, priorities=priorities,
                      batch_history=client.has_method(LEGACY_METHOD))
 
@@ -256,8 +257,11 @@ def sync(
         started_epoch = int(now.timestamp())
 
         clock = time.monotonic()
+        filler = None
         if plan.refresh_structure:
-            structure = fetch_structure(client, config)
+            members: dict[str, set[str]] = {}  # the boards' members, asked for with the boards
+            structure = fetch_structure(client, config, members)
+            filler = LookupFiller(client, config, structure.boards, Lookups(now=now.timestamp()), members)
         else:
             structure = store.structure()  # type: ignore[assignment]
             assert structure is not None
@@ -309,6 +313,8 @@ def sync(
                     page_need: dict[str, tuple[int, int]] = {}
                     newest = max(newest, _store_page(store, page, proxies, started_epoch, seen, page_need, fresh))
                     overlap.submit(page_need)  # what it does not take stays in page_need
+                    if filler is not None:
+                        filler.note(page)
                     need.update(page_need)
                     result.tasks_fetched += len(page)
                     progress.advance(len(page))
@@ -319,6 +325,7 @@ def sync(
         for task_id, phid, modified in ([] if completed_before else store.stale_histories()):
             need.setdefault(phid, (task_id, modified))
         result.histories_fetched += _fetch_histories(client, store, need, structure, settings, progress)
+        filled = filler.finish(row[0] for row in store.conn.execute("SELECT phid FROM actors")) if filler else None
 
         with store.transaction() as conn:
             if plan.mode != "incremental":
@@ -326,6 +333,8 @@ def sync(
                     # The boards changed (a column renamed, added, a project moved): the fixed
                     # lookups (team projects and members, users) are asked for again.
                     conn.execute("DELETE FROM meta WHERE key = ?", (LOOKUPS_KEY,))
+                if filled is not None:  # the account, team and users as they are now, for a day
+                    store.put(LOOKUPS_KEY, filled.dumps())
                 cached = {row[0] for row in store.conn.execute("SELECT phid FROM tasks")}
                 result.removed = store.forget_tasks(cached - seen)
                 store.put("last_reconcile", str(started_epoch))

@@ -4,7 +4,7 @@ its name is still found by the name search. Calls counted, never timed."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -93,32 +93,63 @@ def test_a_warm_job_in_a_fresh_process_asks_for_no_fixed_lookup(sandbox, tmp_pat
     first = fresh_app(path)
     try:
         snap1 = load_snapshot(first, open_only=True)
-        # A cold sync resolves the boards (one project.search), the snapshot the team projects.
-        assert fixed_calls(first) == {"user.whoami": 1, "project.search": 2, "user.search": 2}
+        # A cold sync resolves the boards with their members (one project.search), asks for the
+        # bot's account and the users it met (by PHID); the snapshot asks for the people who can
+        # be pinged (by user name: their availability). One of each.
+        assert fixed_calls(first) == {"user.whoami": 1, "project.search": 1, "user.search": 2}
         load_snapshot(first, open_only=True)  # a second job in the same process (serve)
-        assert fixed_calls(first) == {"user.whoami": 1, "project.search": 2, "user.search": 3}
+        assert fixed_calls(first) == {"user.whoami": 1, "project.search": 1, "user.search": 2}
     finally:
         first.close()
     second = fresh_app(path)  # the next cron run: a new process, the same state directory
     try:
         snap2 = load_snapshot(second, open_only=True)
-        assert fixed_calls(second) == {"user.whoami": 0, "project.search": 0, "user.search": 1}
-        # A warm job: the sync's one call, and the people who can be pinged (their availability).
-        assert second.client().stats.calls == {"maniphest.search": 1, "user.search": 1}
+        # A warm job within PEOPLE_MINUTES: the sync's one call and nothing else.
+        assert second.client().stats.calls == {"maniphest.search": 1}
         assert snap2.users == snap1.users and snap2.bot_phid == snap1.bot_phid
         assert snap2.team_member_phids == snap1.team_member_phids
         assert snap2.team_project_phids == snap1.team_project_phids
     finally:
         second.close()
+    # The same snapshot as without any kept lookup (every one asked for, no cache at all).
+    third = fresh_app(path)
+    try:
+        snap3 = load_snapshot(third, open_only=True, use_cache=False)
+        assert snap3.users == snap1.users and snap3.bot_phid == snap1.bot_phid
+        assert snap3.team_member_phids == snap1.team_member_phids
+        assert snap3.team_project_phids == snap1.team_project_phids
+    finally:
+        third.close()
 
 
-def test_kept_lookups_expire_and_a_changed_board_drops_them(sandbox, tmp_path):
+def test_a_sync_that_cannot_fill_the_lookups_leaves_them_to_the_job(sandbox, tmp_path, monkeypatch):
+    from clinicbot.jobs.context import load_snapshot
+    from clinicbot.phab import snapshot
+
+    path = write_sandbox_config(tmp_path / "clinicbot.yaml", sandbox.url, sandbox.token)
+    real = snapshot.whoami
+    monkeypatch.setattr(snapshot, "whoami", lambda client: (_ for _ in ()).throw(OSError("boom")))
+    client = ConduitClient(sandbox.url, sandbox.token)
+    try:
+        assert sync(client, load_config(path), now=NOW).mode == "full"  # the sync itself succeeds
+    finally:
+        client.close()
+    monkeypatch.setattr(snapshot, "whoami", real)
+    app = fresh_app(path)
+    try:
+        load_snapshot(app, open_only=True)
+        assert fixed_calls(app) == {"user.whoami": 1, "project.search": 1, "user.search": 2}
+    finally:
+        app.close()
+
+
+def test_kept_lookups_expire_and_a_reconcile_fills_them_anew(sandbox, tmp_path):
     import sqlite3
     import time
 
     from clinicbot.jobs.context import load_snapshot
     from clinicbot.state.cache import cache_path
-    from clinicbot.state.lookups import LOOKUP_HOURS, LOOKUPS_KEY, Lookups
+    from clinicbot.state.lookups import LOOKUP_HOURS, LOOKUPS_KEY, PEOPLE_MINUTES, Lookups
 
     path = write_sandbox_config(tmp_path / "clinicbot.yaml", sandbox.url, sandbox.token)
     app = fresh_app(path)
@@ -145,11 +176,28 @@ def test_kept_lookups_expire_and_a_changed_board_drops_them(sandbox, tmp_path):
         finally:
             app.close()
 
-    age(LOOKUP_HOURS - 1)  # still fresh: only the people who can be pinged are asked for
+    assert job_calls() == {"user.whoami": 0, "project.search": 0, "user.search": 0}  # all fresh
+    age(PEOPLE_MINUTES / 60 + 0.01)  # the people who can be pinged (availability) are asked for again
+    assert job_calls() == {"user.whoami": 0, "project.search": 0, "user.search": 1}
+    age(LOOKUP_HOURS - 1)  # the rest still fresh
     assert job_calls() == {"user.whoami": 0, "project.search": 0, "user.search": 1}
     age(1.1)  # now older than LOOKUP_HOURS: the account, projects and users by PHID again
     assert job_calls() == {"user.whoami": 1, "project.search": 1, "user.search": 2}
-    # A reconcile that finds the boards changed (a column without a role renamed) drops them.
+    # A reconcile (periodic, here run by `clinicbot sync`) fills them again, for a day: the next
+    # job asks only for the people who can be pinged.
+    age(LOOKUP_HOURS + 1)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'last_reconcile'")
+    client = ConduitClient(sandbox.url, sandbox.token)
+    try:
+        result = sync(client, load_config(path), now=datetime.now(timezone.utc))
+    finally:
+        client.close()
+    assert result.mode == "reconcile"
+    assert {m: result.calls_by_method.get(m, 0) for m in FIXED} == {"user.whoami": 1, "project.search": 1,
+                                                                   "user.search": 1}
+    assert job_calls() == {"user.whoami": 0, "project.search": 0, "user.search": 1}
+    # A reconcile that finds the boards changed (a column without a role renamed) fills them anew.
     config = load_config(path)
     with_roles = {n.casefold() for b in config.boards for names in b.columns.values() for n in names}
     watched = {p.phid for p in sandbox.store.projects.values() if p.name in {b.project for b in config.boards}}
@@ -164,20 +212,18 @@ def test_kept_lookups_expire_and_a_changed_board_drops_them(sandbox, tmp_path):
     finally:
         client.close()
     with sqlite3.connect(db) as conn:
-        kept = conn.execute("SELECT value FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone()
-    assert kept is None
-    # And `sync --full` forgets them too.
-    app = fresh_app(path)
-    try:
-        load_snapshot(app, open_only=True)
-    finally:
-        app.close()
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT 1 FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone() is not None
+        kept = Lookups.loads(conn.execute("SELECT value FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone()[0],
+                             now=NOW.timestamp())
+    assert kept.get("whoami") is not None and kept.get("team") is not None and kept.users
+    assert all(entry[0] == NOW.timestamp() for entry in kept.entries.values())  # asked for anew, not kept
+    # And `sync --full` asks for them anew too (nothing kept from before is reused).
+    later = NOW + timedelta(hours=1)
     client = ConduitClient(sandbox.url, sandbox.token)
     try:
-        sync(client, config, now=NOW, full=True)
+        sync(client, config, now=later, full=True)
     finally:
         client.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT 1 FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone() is None
+        kept = Lookups.loads(conn.execute("SELECT value FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone()[0],
+                             now=later.timestamp())
+    assert {entry[0] for entry in [*kept.entries.values(), *kept.users.values()]} == {later.timestamp()}

@@ -233,17 +233,31 @@ def parse_project(item: Any) -> dict[str, Any]:
 
 
 
-def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file: str) -> dict[str, dict[str, Any]]:
-    """(key, identifier) pairs -> identifier -> project record. Identifiers: PHID, #hashtag or name."""
+def project_members(item: Any) -> set[str]:
+    """The member PHIDs of one ``project.search`` item asked for with ``attachments: {members: true}``."""
+    shape = Shape("project.search", str(item.get("phid")) if isinstance(item, dict) else "a project")
+    record = shape.mapping(item, "data[]")
+    attachment = shape.mapping(shape.mapping(record.get("attachments"), "attachments").get("members"),
+                               "attachments.members")
+    return {str(shape.phid(shape.mapping(member, f"attachments.members.members[{i}]").get("phid"),
+                           f"attachments.members.members[{i}].phid"))
+            for i, member in enumerate(shape.items(attachment.get("members"), "attachments.members.members"))}
+
+
+def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file: str, *,
+                     members: bool = False) -> dict[str, dict[str, Any]]:
+    """(key, identifier) pairs -> identifier -> project record. Identifiers: PHID, #hashtag or name.
+    ``members``: the records carry the members attachment too (:func:`project_members`)."""
     found: dict[str, dict[str, Any]] = {}
     phids = [ident for _, ident in wanted if ident.startswith("PHID-PROJ-")]
     slugs = [ident.lstrip("#") for _, ident in wanted if ident.startswith("#")]
+    extra: dict[str, Any] = {"attachments": {"members": True}} if members else {}
     if phids:
-        for item in client.search("project.search", constraints={"phids": phids}):
+        for item in client.search("project.search", constraints={"phids": phids}, **extra):
             project = parse_project(item)
             found[project["phid"]] = project
     if slugs:
-        result = client.call("project.search", constraints={"slugs": slugs}, limit=PAGE_LIMIT)
+        result = client.call("project.search", constraints={"slugs": slugs}, limit=PAGE_LIMIT, **extra)
         shape = Shape("project.search", "result")
         answer = shape.mapping(result, "result")
         by_phid = {p["phid"]: p for p in map(parse_project, shape.items(answer.get("data"), "data"))}
@@ -259,7 +273,7 @@ def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file:
         # a project's hashtag is its name normalised, and the server normalises the slugs it is
         # given. Only an exact name match counts; a renamed project falls back to the name search.
         for batch in _batches(names):
-            for item in client.search("project.search", constraints={"slugs": batch}):
+            for item in client.search("project.search", constraints={"slugs": batch}, **extra):
                 project = parse_project(item)
                 name = str(project["fields"].get("name", "")).casefold()
                 for ident in batch:
@@ -268,7 +282,7 @@ def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file:
     for key, ident in wanted:
         if ident.startswith(("PHID-PROJ-", "#")) or ident in found:
             continue
-        candidates = [parse_project(c) for c in client.search("project.search", constraints={"name": ident})]
+        candidates = [parse_project(c) for c in client.search("project.search", constraints={"name": ident}, **extra)]
         exact = [c for c in candidates if str(c["fields"].get("name", "")).casefold() == ident.casefold()]
         if exact:
             found[ident] = exact[0]
@@ -281,10 +295,14 @@ def resolve_projects(client: ConduitClient, wanted: list[tuple[str, str]], file:
     return found
 
 
-def resolve_boards(client: ConduitClient, config: Config) -> list[Board]:
-    """Resolve the configured boards and column roles to PHIDs; unknown names are config errors."""
+def resolve_boards(client: ConduitClient, config: Config, members: dict[str, set[str]] | None = None) -> list[Board]:
+    """Resolve the configured boards and column roles to PHIDs; unknown names are config errors.
+    ``members``: filled with each board project's member PHIDs (asked for in the same call)."""
     file = str(config.path) if config.path else "<config>"
-    projects = resolve_projects(client, [(f"{b.key}.project", b.project) for b in config.boards], file)
+    projects = resolve_projects(client, [(f"{b.key}.project", b.project) for b in config.boards], file,
+                                members=members is not None)
+    if members is not None:
+        members.update({p["phid"]: project_members(p) for p in projects.values()})
     board_phids = [projects[b.project]["phid"] for b in config.boards]
     columns_by_board: dict[str, list[Column]] = {phid: [] for phid in board_phids}
     for item in client.search("project.column.search", constraints={"projects": board_phids}):
@@ -367,7 +385,8 @@ class BoardData:
     priorities: tuple[Priority, ...]
 
 
-def load_structure(client: ConduitClient, config: Config) -> tuple[list[Board], tuple[Status, ...], tuple[Priority, ...]]:
+def load_structure(client: ConduitClient, config: Config, members: dict[str, set[str]] | None = None,
+                   ) -> tuple[list[Board], tuple[Status, ...], tuple[Priority, ...]]:
     """What every reader needs before tasks: the capability check, the boards with roles
     resolved to PHIDs, and the server's statuses and priorities.
 
@@ -382,7 +401,7 @@ def load_structure(client: ConduitClient, config: Config) -> tuple[list[Board], 
         statuses = pool.submit(fetch_statuses, client)
         priorities = pool.submit(fetch_priorities, client)
         try:
-            boards = resolve_boards(client, config)
+            boards = resolve_boards(client, config, members)
         except BaseException:
             methods.result()  # a server without our methods says so before anything else
             raise

@@ -7,14 +7,18 @@ This is where the board layer, the history layer and the config meet; everything
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from clinicbot.phab.boards import BoardData, fetch_users, load_boards, resolve_projects
+from clinicbot.phab.boards import BoardData, fetch_users, load_boards, project_members, resolve_projects
 from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
-from clinicbot.model import Shape, Snapshot, User
+from clinicbot.model import Board, Shape, Snapshot, User
+
+log = logging.getLogger(__name__)
 
 # ``lookups`` below is a clinicbot.state.lookups.Lookups (get/put, user/put_user, is_unknown/put_unknown);
 # typed Any: phab/ does not import state/.
@@ -37,9 +41,10 @@ def team_usernames(config: Config, extra: Iterable[str] = ()) -> set[str]:
     return set(config.get("team.members")) | set(extra)
 
 
-def team_projects(client: ConduitClient, config: Config, data: BoardData,
-                  lookups: Lookups | None = None) -> tuple[frozenset[str], set[str]]:
-    """The team's projects (``team.projects``, default the watched boards) and their members' PHIDs."""
+def team_projects(client: ConduitClient, config: Config, data: BoardData, lookups: Lookups | None = None,
+                  known: Mapping[str, set[str]] | None = None) -> tuple[frozenset[str], set[str]]:
+    """The team's projects (``team.projects``, default the watched boards) and their members' PHIDs.
+    ``known``: project PHID -> members already asked for (the sync's board resolution)."""
     names = list(config.get("team.projects"))
     key = json.dumps([names, sorted(b.phid for b in data.boards)])
     kept = lookups.get("team") if lookups is not None else None
@@ -52,14 +57,11 @@ def team_projects(client: ConduitClient, config: Config, data: BoardData,
     else:
         phids = frozenset(b.phid for b in data.boards)
     members: set[str] = set()
-    for item in client.search("project.search", constraints={"phids": sorted(phids)}, attachments={"members": True}):
-        shape = Shape("project.search", str(item.get("phid")) if isinstance(item, dict) else "a project")
-        record = shape.mapping(item, "data[]")
-        attachment = shape.mapping(shape.mapping(record.get("attachments"), "attachments").get("members"),
-                                   "attachments.members")
-        for i, member in enumerate(shape.items(attachment.get("members"), "attachments.members.members")):
-            members.add(str(shape.phid(shape.mapping(member, f"attachments.members.members[{i}]").get("phid"),
-                                       f"attachments.members.members[{i}].phid")))
+    if known is not None and phids <= set(known):
+        members = set().union(*(known[p] for p in phids))
+    else:
+        for item in client.search("project.search", constraints={"phids": sorted(phids)}, attachments={"members": True}):
+            members |= project_members(item)
     if lookups is not None:
         lookups.put("team", {"key": key, "projects": sorted(phids), "members": sorted(members)})
     return phids, members
@@ -86,6 +88,65 @@ def known_users(client: ConduitClient, lookups: Lookups | None, *, phids: Iterab
             if phid not in fetched:
                 lookups.put_unknown(phid)
         users.update(fetched)
+    return users
+
+
+class LookupFiller:
+    """The fixed lookups a full or reconcile sync fills, so the first job after it asks for none:
+    the bot's account and the team projects with their members (asked in a thread while the task
+    pages arrive), then, at the end, the users it met (authors, owners, actors, members, the bot).
+
+    It is a cache: when a lookup fails, :meth:`finish` logs one line and returns None, and the
+    next job asks for it itself (and reports the error if it persists)."""
+
+    def __init__(self, client: ConduitClient, config: Config, boards: list[Board], lookups: Lookups,
+                 members: Mapping[str, set[str]] | None = None):
+        self.client, self.config, self.lookups, self.members = client, config, lookups, members
+        self.phids: set[str] = set()
+        self.error: Exception | None = None
+        data = BoardData(boards=boards, tasks={}, statuses=(), priorities=())
+        self.thread = threading.Thread(target=self._fixed, args=(data,), name="sync-lookups", daemon=True)
+        self.thread.start()
+
+    def _fixed(self, data: BoardData) -> None:
+        try:
+            self.lookups.put("whoami", whoami(self.client))
+            team_projects(self.client, self.config, data, self.lookups, self.members)
+        except Exception as exc:  # noqa: BLE001  (a cache: the job asks again and reports)
+            self.error = exc
+
+    def note(self, page: Iterable[Any]) -> None:
+        """The authors and owners of one page of raw ``maniphest.search`` items."""
+        for item in page:
+            fields = item.get("fields") if isinstance(item, dict) else None
+            if isinstance(fields, dict):
+                self.phids.update(v for v in (fields.get("authorPHID"), fields.get("ownerPHID"))
+                                  if isinstance(v, str) and v.startswith("PHID-USER-"))
+
+    def finish(self, actors: Iterable[str]) -> Lookups | None:
+        self.thread.join()
+        try:
+            if self.error is not None:
+                raise self.error
+            team, me = self.lookups.get("team"), self.lookups.get("whoami")
+            known_users(self.client, self.lookups,
+                        phids=self.phids | set(actors) | set(team["members"]) | {me.get("phid")})
+        except Exception as exc:  # noqa: BLE001
+            log.info("the fixed lookups were not filled (the next job asks for them): %s", exc)
+            return None
+        return self.lookups
+
+
+def people(client: ConduitClient, lookups: Lookups | None, usernames: list[str]) -> dict[str, User]:
+    """The users (with their availability) by user name: kept ones while fresh, else one call."""
+    kept = lookups.people(usernames) if lookups is not None else None
+    if kept is not None:
+        return {fields["phid"]: User(**fields) for fields in kept}
+    users = fetch_users(client, usernames=usernames)
+    if lookups is not None:
+        lookups.put_people(usernames, [asdict(u) for u in users.values()])
+        for user in users.values():
+            lookups.put_user(user.phid, asdict(user))
     return users
 
 
@@ -122,12 +183,9 @@ def build_snapshot(
     referenced = {me.get("phid")} | project_members
     for task in data.tasks.values():
         referenced.update(p for p in (task.author_phid, task.owner_phid) if p)
-    # The people named in the config and the rotation are asked for on every run (one call): their
-    # availability decides who is pinged. Everyone else (authors, owners, actors) is kept.
-    users: dict[str, User] = fetch_users(client, usernames=sorted(members | ignored | set(also_fetch) | {bot_username}))
-    if lookups is not None:
-        for user in users.values():
-            lookups.put_user(user.phid, asdict(user))
+    # The people named in the config and the rotation: their availability decides who is pinged,
+    # so they are kept only minutes (lookups.PEOPLE_MINUTES). Everyone else (authors, owners, actors) is kept a day.
+    users = people(client, lookups, sorted(members | ignored | set(also_fetch) | {bot_username}))
     users.update(known_users(client, lookups, phids=[p for p in referenced if p and p not in users]))
     if with_timelines and timelines is None:
         from clinicbot.phab.history import fetch_timelines

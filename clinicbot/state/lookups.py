@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 
 
 # The bot's account, team projects and members, users by PHID (authors, owners, actors: names, bot
-# or not) change rarely; a reconcile that sees the boards change drops them. The people who can be
-# pinged (config and rotation) are not kept: their availability is asked for on every run.
+# or not) change rarely: kept a day, filled again by every full or reconcile sync (daily by default).
+# The people who can be pinged (config and rotation) are kept only briefly: their availability
+# ("away") decides who is mentioned, and the jobs that run together (check, digest, agenda at the
+# same hour, or `serve`'s jobs) should ask for it once, not each.
 LOOKUP_HOURS = 24.0
 USER_HOURS = 24.0
+PEOPLE_MINUTES = 10.0
 LOOKUPS_KEY = "lookups"
 
 
@@ -45,9 +48,22 @@ class Lookups:
         self.user_age = user_hours * 3600
         self.changed = False
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str, *, max_age: float | None = None) -> Any:
+        """The value kept under ``name`` while younger than ``max_age`` seconds (default: the lookups' age)."""
         entry = self.entries.get(name)
-        return entry[1] if entry is not None and self.now - entry[0] < self.lookup_age else None
+        age = self.lookup_age if max_age is None else max_age
+        return entry[1] if entry is not None and self.now - entry[0] < age else None
+
+    def people(self, usernames: list[str]) -> list[dict[str, Any]] | None:
+        """The users (with availability) asked for by exactly these user names less than
+        PEOPLE_MINUTES ago, or None: ask the server."""
+        kept = self.get("people", max_age=PEOPLE_MINUTES * 60)
+        if isinstance(kept, dict) and kept.get("usernames") == usernames and isinstance(kept.get("users"), list):
+            return kept["users"]
+        return None
+
+    def put_people(self, usernames: list[str], users: list[dict[str, Any]]) -> None:
+        self.put("people", {"usernames": usernames, "users": users})
 
     def put(self, name: str, value: Any) -> Any:
         self.entries[name] = [self.now, value]
