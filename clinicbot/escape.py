@@ -211,11 +211,16 @@ def markdown(text: Any, limit: int | None = None) -> str:
 def term(text: Any, limit: int | None = None) -> str:
     """For rich console markup (``console.print(..., markup=True)``): :func:`plain`, ``[`` escaped.
 
-    For rich ``Text``/``markup=False`` output use :func:`one_line` (already clean).
+    For rich ``Text``/``markup=False`` output use :func:`one_line` (already clean). The escaping is
+    ``rich.markup.escape``'s, done here so that a report renders without importing rich
+    (tests/test_escape.py compares the two).
     """
-    from rich.markup import escape as rich_escape  # only for terminal markup: rich is not imported off a terminal
+    body = _RICH_TAG.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", plain(text, limit))
+    return body + "\\" if body.endswith("\\") and not body.endswith("\\\\") else body
 
-    return rich_escape(plain(text, limit))
+
+# What rich's markup parser reads as a tag, with the backslashes before it (rich.markup.escape).
+_RICH_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
 
 
 def html(text: Any, limit: int | None = None) -> Markup:
