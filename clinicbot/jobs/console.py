@@ -10,7 +10,7 @@ any keyword argument it does not take itself, or any other attribute (``width``,
 "Exactly as rich would" is narrow on purpose: one ``str``, not on a terminal; markup is rendered by
 rich's own parser (``rich.markup``, light: no console) and only its plain text kept (no colours off a
 terminal); no ``:code:`` rich would replace when emoji codes are on (rich's own table says). With
-``soft_wrap`` the text is written as it is when every character is printable; otherwise only
+``soft_wrap`` the text is written as it is unless it holds a character rich rewrites; otherwise only
 printable ASCII and newlines (one character, one cell), wrapped at rich's width as rich wraps
 it (:func:`wrap`, rich's word division for that case). tests/test_startup_console.py compares both on many strings and widths.
 """
@@ -24,6 +24,9 @@ from typing import IO, Any
 
 _FAST_KEYWORDS = frozenset({"markup", "highlight", "emoji", "end", "soft_wrap"})
 _PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\n"}
+# The only characters rich changes in soft-wrapped output (Text strips BEL, BS, VT, FF, CR; tabs are
+# expanded): anything else, a zero-width space or an emoji included, is written as it is.
+_REWRITTEN = frozenset("\x07\x08\t\x0b\x0c\r")
 _WORD = re.compile(r" *[^ ]+ *")  # rich._wrap's word (\s*\S+\s*) where the only whitespace is a space
 
 
@@ -67,9 +70,59 @@ def _emoji_replace(text: str) -> str:
     return replace(text)
 
 
+# rich.markup's tag, with the backslashes before it.
+_TAG = re.compile(r"((\\*)\[([a-z#/@][^[]*?)])")
+# Style names that rich's Style.normalize leaves as they are (the built-in templates use a few of
+# them): markup made only of these is rendered here, without importing rich.
+_STYLES = frozenset(["bold", "italic", "dim", "underline", "strike", "reverse", *(
+    f"{attr}{colour}" for attr in ("", "bold ", "dim ", "italic ", "underline ")
+    for colour in ("red", "green", "yellow", "blue", "magenta", "cyan", "white"))])
+
+
+def plain_markup(text: str) -> str | None:
+    """``rich.markup.render(text, emoji=False).plain`` for markup whose tags all name one of
+    _STYLES (closed by name or by ``[/]``); None for anything else (rich decides)."""
+    if not _REWRITTEN.isdisjoint(text):
+        return None  # rich's Text drops some control characters
+    out: list[str] = []
+    stack: list[str] = []
+    position = 0
+    for match in _TAG.finditer(text):
+        full, escapes, name = match.groups()
+        start, end = match.span()
+        if start > position:
+            out.append(text[position:start].replace("\\[", "["))
+        position = end
+        if escapes:
+            backslashes, escaped = divmod(len(escapes), 2)
+            out.append("\\" * backslashes)
+            if escaped:  # an escaped tag is text
+                out.append(full[len(escapes):])
+                continue
+        if not name.startswith("/"):
+            if name not in _STYLES:
+                return None
+            stack.append(name)
+        elif not name[1:].strip():
+            if not stack:
+                return None  # rich: "[/]" has nothing to close
+            stack.pop()
+        else:
+            close = name[1:].strip()
+            if close not in stack:
+                return None
+            del stack[len(stack) - 1 - stack[::-1].index(close)]  # the last one opened, as rich
+    out.append(text[position:].replace("\\[", "["))
+    return "".join(out)
+
+
 def _markup_plain(text: str, emoji: bool) -> str | None:
     """The text rich's markup parser leaves of ``text`` (tags dropped, ``\\[`` unescaped, :emoji: replaced
     when ``emoji``); None when it is not valid markup (then rich itself raises its error)."""
+    if not emoji or ":" not in text:
+        done = plain_markup(text)
+        if done is not None:
+            return done
     from rich.errors import MarkupError
     from rich.markup import render
 
@@ -151,8 +204,8 @@ class LazyConsole:
                 return None
         elif emoji and ":" in text and _emoji_replace(text) != text:
             return None  # an :emoji: code rich would replace (a time like 09:30:00 is none)
-        if kwargs.get("soft_wrap"):  # written as it is: nothing wrapped or cropped
-            return text + end if all(ch.isprintable() or ch == "\n" for ch in text + end) else None
+        if kwargs.get("soft_wrap"):  # written as it is: nothing wrapped or cropped, no cell measured
+            return text + end if _REWRITTEN.isdisjoint(text + end) else None
         if not _PRINTABLE.issuperset(text + end):
             return None  # wide or combining characters: rich measures cells
         width = self.plain_width()  # wrapped, then ``end`` added and every line cropped
