@@ -143,10 +143,11 @@ def metrics_data(app: App, env: ReportEnv, *, window_days: int | None = None, re
                                                              weeks=env.settings.weeks, tz=env.tz))
     on_duty = None
     if env.rotation is not None:
-        from clinicbot.rotation import on_duty as rot_on_duty
+        from clinicbot.rotation.query import duty_lookup
 
-        rot = env.rotation
-        on_duty = lambda at: [m.username for m in rot_on_duty(rot, at)]  # noqa: E731
+        # Every arrival the metrics group by shift is in the window: the rotation planned once for it.
+        duty = duty_lookup(env.rotation, snapshot.now - timedelta(days=window), snapshot.now)
+        on_duty = lambda at: [m.username for m in duty(at)]  # noqa: E731
     metrics = compute_metrics(snapshot, window_days=window,
                               untouched_days=env.settings.untouched_days, weeks=env.settings.weeks,
                               on_duty=on_duty, tz=env.tz)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from clinicbot.phab.boards import parse_user
 from clinicbot.rotation.plan import _merged, _pieces, _sort
@@ -36,6 +37,34 @@ def on_duty(rot: Rotation, at: datetime) -> list[Member]:
     at = _utc(at)
     names = {p.member.username for p in _pieces(rot, at, at + _TICK) if p.covers(at)}
     return [m for u, m in rot.members.items() if u in names]
+
+
+def duty_lookup(rot: Rotation, start: datetime, end: datetime) -> Callable[[datetime], list[Member]]:
+    """``at -> on_duty(rot, at)`` for many times: the rotation is planned once for [start, end].
+
+    Who is on duty changes only at a piece's start or end, so the answers are kept per stretch
+    between those instants and found by bisection (on_duty plans the rotation around each time it is
+    asked: the metrics ask for ~25,000 arrival times at 100,000 tasks). Outside [start, end] it
+    asks :func:`on_duty`. Same answers: each planned piece is derived from its own shift (overrides
+    and unavailability cut pieces one by one), so a wider planning window only adds pieces.
+    """
+    start, end = _utc(start), _utc(end)
+    pieces = _pieces(rot, start, end + _TICK)
+    cuts = sorted({start} | {t for p in pieces for t in (p.start, p.end) if start < t <= end})
+    order = list(rot.members.items())
+    answers = []
+    for cut in cuts:
+        names = {p.member.username for p in pieces if p.covers(cut)}
+        answers.append([m for u, m in order if u in names])
+
+    def lookup(at: datetime) -> list[Member]:
+        if at.tzinfo is not UTC:  # the metrics' times are UTC already
+            at = _utc(at)
+        if not start <= at <= end:
+            return on_duty(rot, at)
+        return list(answers[bisect_right(cuts, at) - 1])
+
+    return lookup
 
 
 def on_duty_for_event(rot: Rotation, event_at: datetime | int) -> list[Member]:
