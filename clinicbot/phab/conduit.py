@@ -26,18 +26,61 @@ byte at a time would never trip them). The worst case for a read is therefore
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import logging
 import random
+import re
 import socket
+import sys
 import threading
 import time
+import types
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
-import requests
-from requests.adapters import HTTPAdapter
+
+class _DeferredCharsetDetection(types.ModuleType):
+    """Stands in for ``charset_normalizer`` while requests is imported. requests imports it eagerly
+    (about 20 ms of every run: it looks up every codec Python has) to guess the encoding of an
+    answer that declares none (``Response.text``, ``apparent_encoding``); this client decodes the
+    bytes itself (the declared charset, else UTF-8), so it never needs it. Only its version is
+    here (requests checks it); anything else imports the real module in its place."""
+
+    def __init__(self, version: str):
+        super().__init__("charset_normalizer")
+        self.__version__ = version
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # asked by the import system (``__path__``...): a plain module
+            raise AttributeError(name)
+        if sys.modules.get("charset_normalizer") is self:
+            del sys.modules["charset_normalizer"]
+        return getattr(importlib.import_module("charset_normalizer"), name)
+
+
+def _defer_charset_detection() -> None:
+    """Put :class:`_DeferredCharsetDetection` in place before requests is first imported (not when
+    requests, charset_normalizer or chardet is already there, or the version cannot be read)."""
+    if any(name in sys.modules for name in ("requests", "charset_normalizer", "chardet")):
+        return
+    try:
+        spec = importlib.util.find_spec("charset_normalizer")
+        folder = (spec.submodule_search_locations or [None])[0] if spec is not None else None
+        with open(f"{folder}/version.py", encoding="utf-8") as file:
+            found = re.search(r"""^__version__\s*=\s*["']([^"']+)["']""", file.read(), re.M)
+    except (OSError, ImportError, ValueError, TypeError):
+        return
+    if found is not None:
+        sys.modules["charset_normalizer"] = _DeferredCharsetDetection(found.group(1))
+
+
+_defer_charset_detection()
+
+import requests  # noqa: E402  (after the deferral above)
+from requests.adapters import HTTPAdapter  # noqa: E402
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
