@@ -33,7 +33,6 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from tinydb import Query, TinyDB
 from tinydb.storages import MemoryStorage, Storage
-from tinydb.table import Document
 
 from clinicbot.errors import StateError
 from clinicbot.model import iso, parse_iso
@@ -184,6 +183,7 @@ class Ledger:
         self.lock = lock
         self._idx: _RecordIndex | None = None
         self._delivered: tuple[dict[str, Any], set[str]] | None = None  # (tables it was built from, keys)
+        self._stamps: tuple[datetime, str, datetime | None] | None = None  # see _stamp
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -275,7 +275,7 @@ class Ledger:
 
     @staticmethod
     def _doc(doc_id: int, doc: Mapping[str, Any]) -> Record:
-        return Record.from_doc(Document(doc, doc_id=doc_id))
+        return Record.from_doc(doc, doc_id)
 
     def open_record(self, key: str) -> Record | None:
         doc_id = self._index().open.get(key)
@@ -290,10 +290,11 @@ class Ledger:
         """A new record for a finding whose key has no open record (first sighting or after clearing)."""
         idx = self._index()
         episode = idx.last.get(finding.key, 0) + 1
+        stamp, at = self._stamp(now)
         doc = {
             "key": finding.key, "check_slug": finding.slug, "task_id": finding.task_id,
             "task_phid": finding.task_phid, "episode": episode,
-            "created_at": iso(now), "last_seen_at": iso(now), "handled_at": None, "times_handled": 0,
+            "created_at": stamp, "last_seen_at": stamp, "handled_at": None, "times_handled": 0,
             "outcomes": [], "escalations": [], "cleared_at": None, "is_deleted": False,
             "project_phids": sorted(project_phids), "summary": str(finding.summary)[:300],
             "severity": finding.severity,
@@ -304,7 +305,17 @@ class Ledger:
         idx.last[finding.key] = episode
         idx.open[finding.key] = doc_id
         self._save()
-        return self.record(doc_id)
+        # The Record of what was just stored (Record.from_doc of it, without parsing the times back).
+        return Record(doc_id, doc["key"], doc["check_slug"], doc["task_id"], doc["task_phid"], episode, at, at,
+                      None, 0, [], [], None, False, list(doc["project_phids"]), doc["summary"], doc["severity"])
+
+    def _stamp(self, now: datetime) -> tuple[str, datetime]:
+        """``iso(now)`` and the time it stores (what reading it back gives), once per run's ``now``."""
+        last = self._stamps
+        if last is None or last[0] is not now:
+            stamp = iso(now)
+            last = self._stamps = (now, stamp, parse_iso(stamp))
+        return last[1], last[2]  # type: ignore[return-value]
 
     def record(self, doc_id: int) -> Record:
         doc = self._raw_records().get(str(doc_id))
@@ -397,11 +408,7 @@ class Ledger:
         return [s for s in out if now is None or s.until > now]
 
     def snoozed(self, slug: str, task_id: int | None, now: datetime) -> Snooze | None:
-        targets = {slug} | ({f"T{task_id}"} if task_id is not None else set())
-        for s in self.snoozes(now):
-            if s.target in targets:
-                return s
-        return None
+        return snoozed(self.snoozes(now), slug, task_id)
 
     # -- write intents -------------------------------------------------------------------------
     def record_intent(self, *, key: str, handler: str, task_phid: str | None, task: str | None,
@@ -530,6 +537,15 @@ class _RecordIndex:
             if doc.get("cleared_at") is None and doc.get("is_deleted") is False and episode > open_ep.get(key, 0):
                 open_[key], open_ep[key] = doc_id, episode
         return cls(tables, open_, last, max_id)
+
+
+def snoozed(snoozes: Iterable[Snooze], slug: str, task_id: int | None) -> Snooze | None:
+    """The first of ``snoozes`` (those in force: ``Ledger.snoozes(now)``) covering the check or the task."""
+    task = f"T{task_id}" if task_id is not None else None
+    for s in snoozes:
+        if s.target == slug or s.target == task:
+            return s
+    return None
 
 
 def normalise_target(target: str) -> str:

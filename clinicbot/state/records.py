@@ -55,9 +55,10 @@ class Record:
     severity: str = ""
 
     @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> "Record":
+    def from_doc(cls, doc: Mapping[str, Any], doc_id: int | None = None) -> "Record":
+        """A record from its stored document: a TinyDB Document, or the raw dict and its ``doc_id``."""
         return cls(
-            doc_id=doc.doc_id,  # type: ignore[attr-defined]
+            doc_id=doc.doc_id if doc_id is None else doc_id,  # type: ignore[attr-defined]
             key=doc["key"], check_slug=doc["check_slug"], task_id=doc.get("task_id"),
             task_phid=doc.get("task_phid"), episode=int(doc.get("episode", 1)),
             created_at=parse_iso(doc["created_at"]),  # type: ignore[arg-type]

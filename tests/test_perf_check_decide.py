@@ -1,0 +1,114 @@
+"""The check job's per-finding work is per check, not per finding, where it can be (issue 12, round 3).
+
+Counts and structure only, never timings: each check's settings are read once per run (not once
+per finding), the snoozes once per run, a new episode's Record is what reading it back gives,
+one-line text takes a shortcut that gives the same text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from clinicbot import escape
+from clinicbot.checks.base import Finding
+from clinicbot.checks.settings import CheckSettings
+from clinicbot.jobs import check as job
+from clinicbot.state.ledger import Ledger, Snooze, snoozed
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+NOSNAP = SimpleNamespace(tasks={})  # a snapshot without the tasks (the records get no project PHIDs)
+
+
+def findings(n: int, slug: str = "untriaged") -> list[Finding]:
+    return [Finding(slug, f"PHID-TASK-{i}", i, "warning", f"T{i} waited") for i in range(1, n + 1)]
+
+
+class CountingSettings(dict):
+    """A check's settings (a mapping) that count how often a setting is read."""
+
+    reads = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        CountingSettings.reads += 1
+        return super().get(key, default)
+
+
+def test_each_checks_settings_are_read_once_per_run_not_once_per_finding(tmp_path):
+    CountingSettings.reads = 0
+    settings = {"untriaged": CountingSettings(handlers=["comment"], repetition_seconds=None),
+                "stale-in-progress": CountingSettings(handlers=["console"])}
+    with Ledger.open(tmp_path) as ledger:
+        decisions = job._decisions(ledger, findings(40) + findings(30, "stale-in-progress"), settings, NOSNAP, NOW)
+    assert len(decisions) == 70 and all(d.act for d in decisions)
+    assert {tuple(d.handlers) for d in decisions if d.finding.slug == "untriaged"} == {("comment",)}
+    assert {tuple(d.handlers) for d in decisions if d.finding.slug == "stale-in-progress"} == {("console",)}
+    # handlers, repetition_seconds, escalation: three reads per check, whatever the number of findings
+    assert CountingSettings.reads == 3 * 2
+
+
+def test_a_policy_decides_as_the_settings_it_was_read_from():
+    s = CheckSettings(slug="untriaged", handlers=("comment",), repetition_seconds=3600,
+                      escalation=({"after_seconds": 60, "handlers": ["chat"]},))
+    f = findings(1)[0]
+    for settings in (s, {"handlers": ["comment"], "repetition_seconds": 3600,
+                         "escalation": [{"after_seconds": 60, "handlers": ["chat"]}]}, None):
+        assert job.decide(f, None, job.Policy.of(settings), NOW) == job.decide(f, None, settings, NOW)
+    assert job.Policy.of(s) == job.Policy(("comment",), 3600, ({"after_seconds": 60, "handlers": ["chat"]},))
+    assert job.Policy.of(None).handlers == ("console",)
+
+
+def test_snoozes_are_read_once_per_run_and_still_apply(tmp_path, monkeypatch):
+    calls = []
+    real = Ledger.snoozes
+
+    def counting(self: Ledger, now: datetime | None = None) -> list[Snooze]:
+        calls.append(now)
+        return real(self, now)
+
+    monkeypatch.setattr(Ledger, "snoozes", counting)
+    with Ledger.open(tmp_path) as ledger:
+        ledger.snooze("T3", NOW + timedelta(days=1), NOW, reason="on it")
+        ledger.snooze("stale-in-progress", NOW - timedelta(days=1), NOW - timedelta(days=2))  # over already
+        calls.clear()
+        decisions = job._decisions(ledger, findings(50) + findings(5, "stale-in-progress"), {}, NOSNAP, NOW)
+    assert calls == [NOW]
+    snoozed_keys = [d.finding.key for d in decisions if d.snoozed]
+    assert snoozed_keys == ["untriaged:T3", "stale-in-progress:T3"] and not any(d.act for d in decisions if d.snoozed)
+    assert "snoozed until 2026-11-23T09:00:00Z (on it)" in [d.reason for d in decisions]
+
+
+def test_snoozed_covers_the_check_or_the_task():
+    s = [Snooze("T7", NOW, NOW), Snooze("unprioritised", NOW, NOW)]
+    assert snoozed(s, "untriaged", 7) is s[0]
+    assert snoozed(s, "unprioritised", 8) is s[1]
+    assert snoozed(s, "untriaged", 8) is None and snoozed(s, "untriaged", None) is None
+
+
+@pytest.mark.parametrize("now", [NOW, NOW.astimezone(timezone(timedelta(hours=-5))) + timedelta(microseconds=7)])
+def test_a_new_episode_is_the_record_reading_it_back_gives(tmp_path, now):
+    with Ledger.open(tmp_path) as ledger:
+        f = Finding("stale-in-progress", "PHID-TASK-9", 9, "info", "T9 idle " * 60)
+        made = ledger.start_episode(f, now, project_phids=["PHID-PROJ-b", "PHID-PROJ-a"])
+        again = ledger.record(made.doc_id)
+        assert made == again and made.created_at.tzinfo == timezone.utc
+        made.project_phids.append("x")  # the record's lists are its own, not the stored document's
+        assert ledger.record(made.doc_id).project_phids == ["PHID-PROJ-a", "PHID-PROJ-b"]
+        ledger.clear_missing(set(), now)
+        second = ledger.start_episode(f, now + timedelta(hours=1))
+        assert second == ledger.record(second.doc_id) and second.episode == 2
+
+
+def test_one_line_shortcut_gives_the_same_text_for_every_character():
+    def slow(text: Any) -> str:  # what one_line did before the shortcut
+        return escape._WS.sub(" ", escape.clean(text)).strip()
+
+    for cp in range(0x3100):
+        c = chr(cp)
+        for text in (c, f"a{c}b", f" {c}{c} "):
+            assert escape.one_line(text) == slow(text), hex(cp)
+    for text in ("\u2028x", "\u3000x\u3000", "x\u202ey", "T1  two", None, 12, "ok"):
+        assert escape.one_line(text) == slow(text)
