@@ -14,7 +14,7 @@ import click
 
 from clinicbot.delivery.targets import Delivery
 from clinicbot.errors import EXIT_FAILURE
-from clinicbot.jobs.context import App
+from clinicbot.jobs.context import App, import_ahead
 from clinicbot.jobs.reports import agenda_data, digest_data, metrics_data, run_report
 from clinicbot.reports.render import FORMATS
 
@@ -38,6 +38,7 @@ def _run(app: App, job: str, build: Any, to: Sequence[str], fmt: str, apply_flag
     from clinicbot.jobs.runlog import recorded_run
 
     apply = apply_flag or bool(app.config().get("apply"))
+    import_ahead("jinja2")  # every report renders a template, after its Conduit calls
     # An applied report is a run of its job in the run history (`clinicbot status`).
     with recorded_run(app, job, command=" ".join([job, *(f"--to {t}" for t in to), "--apply"]), enabled=apply) as run:
         results = run.result = run_report(app, build, to, fmt, apply, output)
