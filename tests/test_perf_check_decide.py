@@ -2,24 +2,32 @@
 
 Counts and structure only, never timings: each check's settings are read once per run (not once
 per finding), the snoozes once per run, a new episode's Record is what reading it back gives,
-one-line text takes a shortcut that gives the same text.
+one-line text takes a shortcut that gives the same text; a finding's key is made once, and the
+checks that ask whether each task's owner is an engineer ask who is not human once per run.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from checkdata import ALICE, BOT, SnapshotBuilder, at, days, owner, run_check
 
 from clinicbot import escape
+from clinicbot.checks.hygiene import UnassignedOnInternalBoardCheck
+from clinicbot.checks.workload import CookieLickingCheck
+from clinicbot.model import Snapshot
 from clinicbot.checks.base import Finding
 from clinicbot.checks.settings import CheckSettings
 from clinicbot.jobs import check as job
 from clinicbot.state.ledger import Ledger, Snooze, snoozed
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+NOW_C = at("2024-05-08 12:00")
 NOSNAP = SimpleNamespace(tasks={})  # a snapshot without the tasks (the records get no project PHIDs)
 
 
@@ -112,3 +120,34 @@ def test_one_line_shortcut_gives_the_same_text_for_every_character():
             assert escape.one_line(text) == slow(text), hex(cp)
     for text in ("\u2028x", "\u3000x\u3000", "x\u202ey", "T1  two", None, 12, "ok"):
         assert escape.one_line(text) == slow(text)
+
+
+# -- the checks ------------------------------------------------------------------------------------
+
+
+def test_a_findings_key_is_made_once_and_follows_a_replaced_slug(monkeypatch):
+    made = []
+    real = Finding.key.func  # type: ignore[attr-defined]
+    monkeypatch.setattr(Finding, "key", cached_property(lambda self: made.append(1) or real(self)))
+    Finding.key.__set_name__(Finding, "key")
+    f = findings(1)[0]
+    assert [f.key for _ in range(12)] == ["untriaged:T1"] * 12 and len(made) == 1
+    assert replace(f, slug="unprioritised").key == "unprioritised:T1"  # a new finding, its own key
+    assert replace(f, subject="alice").key == "untriaged:T1:alice"
+
+
+@pytest.mark.parametrize("check, settings", [(CookieLickingCheck(), {}),
+                                             (UnassignedOnInternalBoardCheck(), {"boards": ["Team"]})])
+def test_the_engineer_checks_ask_who_is_not_human_once_per_run_not_per_task(check, settings, monkeypatch):
+    sb = SnapshotBuilder(NOW_C)
+    ready = sb.column("Team", "ready")
+    for i in range(1, 31):
+        sb.task(i, created=NOW_C - days(30), owner=[ALICE, BOT, None][i % 3], columns=[ready],
+                events=[owner(NOW_C - days(30), ALICE, [ALICE, BOT, None][i % 3])])
+    snapshot = sb.build()
+    before = run_check(check, snapshot, **settings)
+    calls = []
+    real = Snapshot.non_human_phids
+    monkeypatch.setattr(Snapshot, "non_human_phids", lambda self: calls.append(1) or real(self))
+    assert run_check(check, snapshot, **settings) == before and before
+    assert len(calls) == 1

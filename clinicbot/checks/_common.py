@@ -60,9 +60,10 @@ def valid_roles(value: list) -> str | None:
     return f"unknown column role(s) {bad}; roles are: {', '.join(COLUMN_ROLES)}" if bad else None
 
 
-def is_engineer(snapshot: Snapshot, phid: str | None) -> bool:
-    """A human the checks may hold to account: a team member, or any human when no team is known."""
-    if not phid or phid in snapshot.non_human_phids():
+def is_engineer(snapshot: Snapshot, phid: str | None, non_human: frozenset[str] | None = None) -> bool:
+    """A human the checks may hold to account: a team member, or any human when no team is known.
+    ``non_human``: ``snapshot.non_human_phids()``, when the caller asks about many tasks."""
+    if not phid or phid in (snapshot.non_human_phids() if non_human is None else non_human):
         return False
     return phid in snapshot.team_member_phids if snapshot.team_member_phids else True
 

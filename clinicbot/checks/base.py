@@ -7,6 +7,7 @@ context (the snapshot with its timelines, the rotation, ``now`` and its own sett
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Any, Callable, Mapping, Protocol
 
@@ -28,7 +29,7 @@ class Finding:
     facts: Mapping[str, Any] = field(default_factory=dict)  # for templates: ages, users, column names, ...
     subject: str = ""  # distinguishes several findings of one slug on one task (e.g. the claimant)
 
-    @property
+    @cached_property  # read a dozen times per finding on its way to the ledger and the outbox
     def key(self) -> str:
         target = f"T{self.task_id}" if self.task_id is not None else "-"
         return f"{self.slug}:{target}:{self.subject}" if self.subject else f"{self.slug}:{target}"

@@ -91,8 +91,9 @@ class UnassignedOnInternalBoardCheck:
         excluded = set(setting(ctx, "excluded_roles", UNJUDGED_ROLES))
         boards = internal_boards(ctx, self.slug)
         findings = []
+        non_human = snapshot.non_human_phids()
         for task in sorted(snapshot.tasks.values(), key=lambda t: (t.created, t.id)):
-            if task.is_closed or is_engineer(snapshot, task.owner_phid):
+            if task.is_closed or is_engineer(snapshot, task.owner_phid, non_human):
                 continue
             entries = [(task, column) for board_phid, column_phid in task.columns.items()
                        if board_phid in boards

@@ -93,8 +93,10 @@ class CookieLickingCheck:
 
         owned: dict[str, list[Task]] = {}
         idle: list[Finding] = []
+        non_human = snapshot.non_human_phids()
         for task in sorted(snapshot.tasks.values(), key=lambda t: (t.created, t.id)):
-            if task.is_closed or not on_watched_board(snapshot, task) or not is_engineer(snapshot, task.owner_phid):
+            if task.is_closed or not on_watched_board(snapshot, task) or \
+                    not is_engineer(snapshot, task.owner_phid, non_human):
                 continue
             if exempt(ctx, task):  # not counted among the owner's tasks either
                 continue
