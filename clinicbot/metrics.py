@@ -402,6 +402,15 @@ def counted_since(now: datetime, *, window_days: int, weeks: int, tz: tzinfo) ->
     return min(now - timedelta(days=window_days), datetime.combine(first_week, datetime.min.time(), tz))
 
 
+def histories_read(snapshot: Snapshot, *, window_days: int) -> list[str]:
+    """The tasks whose histories :func:`compute_metrics` reads (open team tasks, and team tasks
+    modified in the window: every history-dated start is at or before dateModified): the caller
+    can have them read from the cache in one go (``LazyTimelines.prefetch``). Only a speed hint:
+    a timeline outside it is still read when asked for."""
+    since = snapshot.now - timedelta(days=window_days)
+    return [t.phid for t in team_tasks(snapshot) if t.is_open or t.modified >= since]
+
+
 def compute_metrics(
     snapshot: Snapshot,
     *,

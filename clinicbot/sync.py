@@ -53,6 +53,7 @@ import math
 import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol
 
@@ -69,8 +70,9 @@ from clinicbot.phab.snapshot import LookupFiller
 from clinicbot.config import Config
 from clinicbot.errors import StateError
 from clinicbot.model import Closing, Column, Task
-from clinicbot.state.cache import CacheStore, cache_path
-from clinicbot.state.cache_rows import LazyTimelines, Structure, dump_task, dump_timeline, task_fields, task_loader
+from clinicbot.state.cache import CacheStore, cache_path, history_reader, task_filter
+from clinicbot.state.cache_rows import (LazyTimelines, Structure, dump_task, dump_timeline, gc_paused, task_fields,
+                                       task_loader)
 from clinicbot.state.lookups import LOOKUPS_KEY, Lookups
 
 log = logging.getLogger(__name__)
@@ -516,7 +518,8 @@ def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only
     the cache; ``closed_since`` keeps the closed tasks closed or modified since then (what the
     metrics' window and weekly series can count) besides the open ones. With ``roles``, only
     tasks in columns with those roles (boards are all returned, as in ``load_boards``).
-    Timelines are parsed when first read. Raises StateError when no sync has completed yet.
+    Timelines are read from the cache and parsed when first read (``LazyTimelines``; ``prefetch``
+    reads many in one go). Raises StateError when no sync has completed yet.
     """
     path = cache_path(config)
     with CacheStore(path, readonly=True) as store:
@@ -533,56 +536,32 @@ def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only
         wanted = set(roles) if roles is not None else None
         role_cols = {(c.board_phid, c.phid) for b in structure.boards for c in b.columns
                      if wanted is None or c.role in wanted}
-        clause, params = _task_filter(structure, open_only=open_only, closed_since=closed_since)
-        tasks: dict[str, Task] = {}
+        clause, params = task_filter(structure, open_only=open_only, closed_since=closed_since)
+        loaded: list[Task] = []
         query = "SELECT task FROM tasks" + (f" WHERE {clause.format(t='')}" if clause else "")
         load = task_loader(statuses)
-        for (text,) in store.conn.execute(query + " ORDER BY id", params):
-            task = load(text)
-            if proxies:
-                task = place_in_proxy_columns(task, proxies)
-            if open_only and task.is_closed:
-                continue
-            if wanted is not None and not any(bc in role_cols for bc in task.columns.items()):
-                continue
-            tasks[task.phid] = task
-        texts: dict[str, tuple[int, str]] = {}
-        query = "SELECT h.phid, h.data FROM timelines h" + (
-            f" JOIN tasks t ON t.phid = h.phid WHERE h.data IS NOT NULL AND {clause.format(t='t.')}" if clause
-            else " WHERE h.data IS NOT NULL")
-        for phid, data in store.conn.execute(query, params):
-            owner = tasks.get(phid)
-            if owner is not None:
-                texts[phid] = (owner.id, data)
-        sightings = {k: v for k, v in store.sightings().items() if k[0] in tasks}
+        with gc_paused():
+            for (text,) in store.conn.execute(query, params):  # sorted by id below (SQL's sort cost more)
+                task = load(text)
+                if proxies:
+                    task = place_in_proxy_columns(task, proxies)
+                if open_only and task.is_closed:
+                    continue
+                if wanted is not None and not any(bc in role_cols for bc in task.columns.items()):
+                    continue
+                loaded.append(task)
+        loaded.sort(key=attrgetter("id"))
+        tasks: dict[str, Task] = {t.phid: t for t in loaded}
+        # Which loaded tasks have a history (an index of the held ones; a JOIN with the task filter
+        # was slower); the texts are read when a timeline is (LazyTimelines).
+        held = {phid for (phid,) in store.conn.execute("SELECT phid FROM timelines WHERE data IS NOT NULL")}
+        with_history = {phid: task.id for phid, task in tasks.items() if phid in held}
+        sightings = store.sightings(tasks)
         actors = frozenset(row[0] for row in store.conn.execute("SELECT phid FROM actors"))
         lookups = Lookups.loads(store.get(LOOKUPS_KEY), now=(now or datetime.now(timezone.utc)).timestamp())
     data = BoardData(boards=structure.boards, tasks=tasks, statuses=structure.statuses, priorities=structure.priorities)
-    return CachedBoards(data=data, timelines=LazyTimelines(texts), sightings=sightings, actors=actors,
-                        lookups=lookups)
-
-
-def _task_filter(structure: Structure, *, open_only: bool, closed_since: datetime | None) -> tuple[str, list[Any]]:
-    """The SQL condition over ``tasks`` (``{t}`` is the table prefix) that keeps what a job reads,
-    "" for everything: a superset of the Python filter (a status the server does not list
-    counts as open unless the task has a dateClosed, as ``parse_task`` decides)."""
-    if not open_only and closed_since is None:
-        return "", []
-    # "\0" stands for "no status": IN () is not SQL.
-    known = [s.value for s in structure.statuses] or ["\0"]
-    open_values = [s.value for s in structure.statuses if not s.closed] or ["\0"]
-    clause = (f"({{t}}status IN ({_marks(open_values)}) "
-              f"OR ({{t}}status NOT IN ({_marks(known)}) AND {{t}}closed_at IS NULL))")
-    params: list[Any] = [*open_values, *known]
-    if closed_since is not None:
-        cut = int(closed_since.timestamp())
-        clause = f"({clause} OR {{t}}modified >= ? OR {{t}}closed_at >= ?)"
-        params += [cut, cut]
-    return clause, params
-
-
-def _marks(values: list[Any]) -> str:
-    return ",".join("?" * len(values))
+    return CachedBoards(data=data, timelines=LazyTimelines(with_history, reader=history_reader(path)),
+                        sightings=sightings, actors=actors, lookups=lookups)
 
 
 def sync_and_load(client: ConduitClient, config: Config, *, now: datetime, roles: Iterable[str] | None = None,

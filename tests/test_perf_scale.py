@@ -36,7 +36,7 @@ def eager(snapshot):
 
 
 def parsed_phids(timelines: LazyTimelines) -> set[str]:
-    return {p for p, v in timelines._items.items() if not isinstance(v, tuple)}
+    return timelines.parsed_phids()
 
 
 def test_metrics_read_no_history_of_a_task_unchanged_since_the_window(env):

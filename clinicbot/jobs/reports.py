@@ -133,7 +133,7 @@ def _project_names(app: App, snapshot: Snapshot) -> dict[str, str]:
 
 
 def metrics_data(app: App, env: ReportEnv, *, window_days: int | None = None, record: bool = True) -> dict[str, Any]:
-    from clinicbot.metrics import compute_metrics, counted_since
+    from clinicbot.metrics import compute_metrics, counted_since, histories_read
     from clinicbot.reports.metrics_page import build_metrics_report
 
     window = window_days or env.settings.window_days
@@ -141,6 +141,9 @@ def metrics_data(app: App, env: ReportEnv, *, window_days: int | None = None, re
     # before it changes no figure (at 100k tasks: a third of the tasks, not all of them and their histories).
     snapshot = load_snapshot(app, closed_since=counted_since(app.now(), window_days=window,
                                                              weeks=env.settings.weeks, tz=env.tz))
+    prefetch = getattr(snapshot.timelines, "prefetch", None)  # the cache's lazy timelines: read in one go
+    if prefetch is not None:
+        prefetch(histories_read(snapshot, window_days=window))
     on_duty = None
     if env.rotation is not None:
         from clinicbot.rotation.query import duty_lookup

@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Container, Iterable, Iterator
 
 from clinicbot.config import Config
 from clinicbot.errors import StateError
@@ -53,6 +53,7 @@ CREATE INDEX IF NOT EXISTS tasks_rows ON tasks (phid, modified, id);
 CREATE TABLE IF NOT EXISTS timelines (
     phid TEXT PRIMARY KEY, task_modified INTEGER NOT NULL, data TEXT);
 CREATE INDEX IF NOT EXISTS timelines_rows ON timelines (phid, task_modified);
+CREATE INDEX IF NOT EXISTS timelines_held ON timelines (phid) WHERE data IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sightings (
     task_phid TEXT NOT NULL, board_phid TEXT NOT NULL, column_phid TEXT NOT NULL, first_seen INTEGER NOT NULL,
     PRIMARY KEY (task_phid, board_phid));
@@ -429,7 +430,54 @@ class CacheStore(RunHistory, Closing):
             self.put("rows", json.dumps(self.row_check()))  # that fetches no history keeps it as it is)
         return removed
 
-    def sightings(self) -> dict[tuple[str, str, str], datetime]:
-        return {(t, b, c): datetime.fromtimestamp(s, tz=timezone.utc)
-                for t, b, c, s in self.conn.execute("SELECT task_phid, board_phid, column_phid, first_seen FROM sightings")}
+    def sightings(self, tasks: Container[str] | None = None) -> dict[tuple[str, str, str], datetime]:
+        """(task, board, column) -> first seen; with ``tasks``, only theirs (filtered before the times
+        are converted: a job loading part of the tasks converted every sighting; a JOIN in SQL was slower)."""
+        utc, stamp = timezone.utc, datetime.fromtimestamp
+        rows = self.conn.execute("SELECT task_phid, board_phid, column_phid, first_seen FROM sightings")
+        return {(t, b, c): stamp(s, utc) for t, b, c, s in rows if tasks is None or t in tasks}
 
+    def histories(self, phids: list[str]) -> Iterator[tuple[str, str]]:
+        """(phid, text) of the cached histories of ``phids`` (those the cache holds), 500 per query."""
+        for i in range(0, len(phids), 500):
+            chunk = phids[i:i + 500]
+            yield from self.conn.execute(f"SELECT phid, data FROM timelines WHERE data IS NOT NULL AND phid IN "
+                                         f"({','.join('?' * len(chunk))})", chunk)
+
+
+# --------------------------------------------------------------------------------------------
+# What a job's load reads (clinicbot.sync.load_cached)
+
+
+def task_filter(structure: Structure, *, open_only: bool, closed_since: datetime | None) -> tuple[str, list[Any]]:
+    """The SQL condition over ``tasks`` (``{t}`` is the table prefix) that keeps what a job reads,
+    "" for everything: a superset of the Python filter (a status the server does not list
+    counts as open unless the task has a dateClosed, as ``parse_task`` decides)."""
+    if not open_only and closed_since is None:
+        return "", []
+    # "\0" stands for "no status": IN () is not SQL.
+    known = [s.value for s in structure.statuses] or ["\0"]
+    open_values = [s.value for s in structure.statuses if not s.closed] or ["\0"]
+    clause = (f"({{t}}status IN ({_marks(open_values)}) "
+              f"OR ({{t}}status NOT IN ({_marks(known)}) AND {{t}}closed_at IS NULL))")
+    params: list[Any] = [*open_values, *known]
+    if closed_since is not None:
+        cut = int(closed_since.timestamp())
+        clause = f"({clause} OR {{t}}modified >= ? OR {{t}}closed_at >= ?)"
+        params += [cut, cut]
+    return clause, params
+
+
+def _marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def history_reader(path: Path) -> Any:
+    """``phids -> (phid, text)`` of their cached histories: the cache opened read-only for each
+    read and closed again (a connection left open would keep the cache's ``-wal`` after the
+    job's last write, and the next run would check every page: see state/cache_check.py)."""
+    def read(phids: list[str]) -> Iterator[tuple[str, str]]:
+        with CacheStore(path, readonly=True) as store:
+            yield from store.histories(phids)
+
+    return read

@@ -3,11 +3,13 @@ board structure (:mod:`clinicbot.state.cache` holds the SQLite store that keeps 
 
 from __future__ import annotations
 
+import gc
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from operator import attrgetter
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from clinicbot.model import Board, Column, Priority, Status
 
@@ -30,6 +32,17 @@ def _event_fields() -> list[str]:
 
         _EVENT_FIELDS.extend(f.name for f in fields(Event))
     return _EVENT_FIELDS
+
+
+_FAST_INDICES: list[tuple[int, ...]] = []
+
+
+def _fast_indices(names: list[str]) -> tuple[int, ...]:
+    """Where load_timeline's fast path finds its fields in rows of the current Event fields."""
+    if not _FAST_INDICES:
+        _FAST_INDICES.append(tuple(names.index(n) for n in ("kind", "at", "author_phid", "old", "new", "board_phid",
+                                                            "column_phid", "from_column_phids")))
+    return _FAST_INDICES[0]
 
 
 def _unplain(value: Any) -> Any:
@@ -74,37 +87,87 @@ class Shared(dict):
     """One copy of each repeated value (PHIDs, kinds, statuses, times) across the rows of one job.
 
     JSON decoding makes a new string for every occurrence: at 100,000 tasks the same few hundred
-    user, project and column PHIDs were held hundreds of thousands of times."""
+    user, project and column PHIDs were held hundreds of thousands of times. ``times`` maps the
+    stored epoch seconds to their (shared) datetime: events of one edit share a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: dict[float, datetime] = {}
 
     def one(self, value: Any) -> Any:
         """``value``, or the equal one seen first (values of one kind: strings, or aware UTC times)."""
         return self.setdefault(value, value)
 
 
+_SCAN = json.JSONDecoder().scan_once
+
+
+def parse_row(text: str) -> Any:
+    """``json.loads`` of a row this module wrote (no surrounding whitespace): the C scanner called
+    directly, without json.loads' two whitespace matches per row; anything else goes to json.loads
+    (which raises its usual error for a damaged row)."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while rows are turned into objects (tasks, events and their
+    tuples and times hold no cycles): with ~1M objects alive, the collector's passes over them
+    were a quarter of the parsing time at 100,000 tasks."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def load_timeline(task_phid: str, task_id: int, text: str, shared: Shared | None = None) -> Any:
     from clinicbot.timeline import Event, Timeline
 
-    data = json.loads(text)
+    data = parse_row(text)
     names = data["f"]
     structured, unreadable = bool(data["s"]), int(data.get("u") or 0)
     if names == _event_fields():
         # The fast path (a 100,000-task cache holds ~1M events): positional construction, and
         # only the fields that can hold tuples are converted back from JSON lists. The events
         # were stored in the Timeline's order, so they are not sorted again.
-        at_i = names.index("at")
-        tuple_i = [names.index(n) for n in ("old", "new", "from_column_phids")]
-        same_i = [names.index(n) for n in ("kind", "author_phid", "board_phid", "column_phid")]
+        kind_i, at_i, author_i, old_i, new_i, board_i, column_i, from_i = _fast_indices(names)
         stamp, utc = datetime.fromtimestamp, timezone.utc
-        same = (shared if shared is not None else Shared()).setdefault  # Shared.one, without a Python call
+        shared = shared if shared is not None else Shared()
+        same, times = shared.setdefault, shared.times  # Shared.one, without a Python call
         events = []
         for row in data["e"]:
-            at = stamp(row[at_i], utc)
-            row[at_i] = same(at, at)
-            for i in same_i:
-                row[i] = same(row[i], row[i])
-            for i in tuple_i:
-                if row[i].__class__ is list:
-                    row[i] = tuple([same(v, v) for v in row[i]]) if row[i] else ()  # flat PHID lists
+            v = row[at_i]
+            at = times.get(v)
+            if at is None:
+                at = stamp(v, utc)
+                at = times[v] = same(at, at)
+            row[at_i] = at
+            v = row[kind_i]
+            row[kind_i] = same(v, v)
+            v = row[author_i]
+            if v is not None:
+                row[author_i] = same(v, v)
+            v = row[board_i]
+            if v is not None:
+                row[board_i] = same(v, v)
+                v = row[column_i]
+                row[column_i] = same(v, v)
+            v = row[from_i]
+            if v.__class__ is list:
+                row[from_i] = tuple([same(p, p) for p in v]) if v else ()  # flat PHID lists
+            v = row[old_i]
+            if v.__class__ is list:
+                row[old_i] = tuple([same(p, p) for p in v]) if v else ()
+            v = row[new_i]
+            if v.__class__ is list:
+                row[new_i] = tuple([same(p, p) for p in v]) if v else ()
             events.append(Event(*row))
         return Timeline.from_sorted(task_phid, task_id, tuple(events), structured_columns=structured,
                                     unreadable=unreadable)
@@ -123,17 +186,70 @@ class LazyTimelines(Mapping[str, Any]):
 
     A job reads the timelines of the tasks its checks or reports look at, often far fewer than
     it loads (a digest reads none of most tasks' histories): parsing every one up front was
-    most of a warm job's time at 10,000 tasks."""
+    most of a warm job's time at 10,000 tasks.
 
-    def __init__(self, rows: Mapping[str, tuple[int, str]]):
-        self._items: dict[str, Any] = dict(rows)  # phid -> (task id, text), or the parsed Timeline
+    With a ``reader`` (``phids -> (phid, text) pairs`` from the cache), the texts are not even
+    held: ``rows`` maps each PHID to its task id only, and a text is read from the cache when its
+    timeline is first read (with the next :attr:`BATCH` unread ones in task order), or for a
+    given list at once by :meth:`prefetch` (the metrics load ~80,000 tasks at 100,000 and read
+    ~45,000 histories: holding every text was ~130 MB). A history the cache no longer holds when
+    it is read (a concurrent rebuild) reads as missing (``get`` -> None).
+    """
+
+    BATCH = 256  # texts read together when a timeline not prefetched is read (one cache open each)
+
+    def __init__(self, rows: Mapping[str, tuple[int, str] | int],
+                 reader: Callable[[list[str]], Iterable[tuple[str, str]]] | None = None):
+        # phid -> (task id, text), or the task id (text still in the cache), or the parsed Timeline
+        self._items: dict[str, Any] = dict(rows)
+        self._reader = reader
+        self._next = iter(list(self._items))  # where the next batch of unread texts starts
         self._shared = Shared()  # the PHIDs, kinds and times the parsed timelines share
 
     def __getitem__(self, phid: str) -> Any:
         item = self._items[phid]
+        if item.__class__ is int:
+            self._read_batch(phid)
+            item = self._items[phid]
+            if item.__class__ is int:
+                raise KeyError(phid)
         if isinstance(item, tuple):
             item = self._items[phid] = load_timeline(phid, item[0], item[1], self._shared)
         return item
+
+    def _read_batch(self, phid: str) -> None:
+        """The text of ``phid`` and of the next unread ones in task order (a check reading the
+        histories of tasks one by one, in the order they were loaded, opens the cache once per
+        batch, not per task); parsed when read, as the texts held by the loader were."""
+        if self._reader is None:
+            return
+        items = self._items
+        batch = [phid]
+        for other in self._next:
+            if other != phid and items[other].__class__ is int:
+                batch.append(other)
+                if len(batch) >= self.BATCH:
+                    break
+        for p, text in self._reader(batch):
+            task_id = items.get(p)
+            if task_id.__class__ is int:
+                items[p] = (task_id, text)
+
+    def prefetch(self, phids: Iterable[str]) -> int:
+        """Read and parse the timelines of ``phids`` not read yet, in one pass over the cache; how
+        many were read. Unknown PHIDs are ignored; without a reader (texts held) nothing to do."""
+        items = self._items
+        wanted = [p for p in phids if items.get(p).__class__ is int]
+        if not wanted or self._reader is None:
+            return 0
+        done = 0
+        with gc_paused():
+            for phid, text in self._reader(wanted):
+                task_id = items.get(phid)
+                if task_id.__class__ is int:
+                    items[phid] = load_timeline(phid, task_id, text, self._shared)
+                    done += 1
+        return done
 
     def __contains__(self, phid: object) -> bool:
         return phid in self._items
@@ -146,7 +262,11 @@ class LazyTimelines(Mapping[str, Any]):
 
     def parsed(self) -> int:
         """How many timelines were parsed so far (tests count them)."""
-        return sum(1 for v in self._items.values() if not isinstance(v, tuple))
+        return len(self.parsed_phids())
+
+    def parsed_phids(self) -> set[str]:
+        """The tasks whose timelines were parsed so far (tests check which)."""
+        return {p for p, v in self._items.items() if not isinstance(v, (tuple, int))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,19 +308,21 @@ def task_loader(statuses: Mapping[str, Status]) -> Any:
     same_i = [names.index(n) for n in ("status", "status_name", "priority_name", "author_phid", "owner_phid",
                                        "subtype")]
     columns_i = names.index("columns")
-    utc = timezone.utc
-    one = Shared().one
+    utc, stamp = timezone.utc, datetime.fromtimestamp
+    shared = Shared()
+    same = shared.setdefault  # Shared.one, without a Python call
 
     def load(text: str) -> Task:
-        row = json.loads(text)
+        row = parse_row(text)
         for i in dates:
             if row[i] is not None:
-                row[i] = datetime.fromtimestamp(row[i], tz=utc)
+                row[i] = stamp(row[i], utc)
         for i in tuples:
-            row[i] = tuple(map(one, row[i]))
+            row[i] = tuple([same(v, v) for v in row[i]])
         for i in same_i:
-            row[i] = one(row[i])
-        row[columns_i] = {one(b): one(c) for b, c in row[columns_i].items()}
+            v = row[i]
+            row[i] = same(v, v)
+        row[columns_i] = {same(b, b): same(c, c) for b, c in row[columns_i].items()}
         row[closed_i] = status_is_closed(statuses, row[status_i], row[closed_at_i])
         return Task(*row)
 
