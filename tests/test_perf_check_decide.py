@@ -2,8 +2,9 @@
 
 Counts and structure only, never timings: each check's settings are read once per run (not once
 per finding), the snoozes once per run, a new episode's Record is what reading it back gives,
-one-line text takes a shortcut that gives the same text; a finding's key is made once, and the
-checks that ask whether each task's owner is an engineer ask who is not human once per run.
+one-line text takes a shortcut that gives the same text; a finding's key is made once, the checks
+that ask whether each task's owner is an engineer ask who is not human once per run, only writes
+are ranked for the cap (not every console line).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from checkdata import ALICE, BOT, SnapshotBuilder, at, days, owner, run_check
 from clinicbot import escape
 from clinicbot.checks.hygiene import UnassignedOnInternalBoardCheck
 from clinicbot.checks.workload import CookieLickingCheck
+from clinicbot.delivery.outbox import Outbox
+from clinicbot.jobs.check import Decision, Planner
 from clinicbot.model import Snapshot
+from clinicbot.reports.templating import Templates
 from clinicbot.checks.base import Finding
 from clinicbot.checks.settings import CheckSettings
 from clinicbot.jobs import check as job
@@ -151,3 +155,17 @@ def test_the_engineer_checks_ask_who_is_not_human_once_per_run_not_per_task(chec
     monkeypatch.setattr(Snapshot, "non_human_phids", lambda self: calls.append(1) or real(self))
     assert run_check(check, snapshot, **settings) == before and before
     assert len(calls) == 1
+
+
+def test_only_writes_are_ranked_for_the_cap_not_every_console_line(tmp_path):
+    snap = Snapshot(now=NOW, boards={}, tasks={})
+    with Ledger.open(tmp_path) as ledger:
+        made = [(f, ledger.start_episode(f, NOW - timedelta(hours=f.task_id))) for f in findings(30)]
+        decisions = [Decision(f, rec, True, ["console", "chat"] if f.task_id <= 2 else ["console"], "new")
+                     for f, rec in made]
+        box = Outbox(None, ledger, apply=False, cap=20, now=NOW, chat_sender=lambda text: None)
+        Planner(box, Templates(), snap, [], "", "Core", "https://phab.example.org/", NOW).plan(decisions)
+    console = [a for a in box.actions if a.handler == "console"]
+    [chat] = [a for a in box.actions if a.handler == "chat"]
+    assert len(console) == 30 and all(a.severity == "" and a.since is None for a in console)
+    assert chat.severity == "warning" and chat.since == NOW - timedelta(hours=2)  # the older of its two

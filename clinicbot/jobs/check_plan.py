@@ -104,10 +104,13 @@ class Planner:
         self._rank(decisions)
 
     def _rank(self, decisions: Sequence[Decision]) -> None:
-        """Each write's urgency (over the cap, on_cap: most-urgent): its most severe finding, then the oldest."""
+        """Each write's urgency (over the cap, on_cap: most-urgent): its most severe finding, then the oldest.
+        Only writes are ranked (console lines, one per finding, are never over the cap)."""
         by_record = {d.record.doc_id: d for d in decisions if d.record is not None}
         order = {"critical": 0, "warning": 1, "info": 2}
         for action in self.outbox.actions:
+            if not action.is_write:
+                continue
             ds = [by_record[r["record"]] for r in action.refs if isinstance(r, Mapping) and r.get("record") in by_record]
             if ds and not action.severity:
                 action.severity = min((d.finding.severity for d in ds), key=lambda s: order.get(s, 3))
