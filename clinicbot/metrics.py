@@ -106,11 +106,13 @@ def review_columns(snapshot: Snapshot) -> list[tuple[str, str]]:
     return [(c.board_phid, c.phid) for c in snapshot.columns_with_role("review_needed")]
 
 
-def review_requested_at(snapshot: Snapshot, task: Task) -> datetime | None:
+def review_requested_at(snapshot: Snapshot, task: Task,
+                        cols: Sequence[tuple[str, str]] | None = None) -> datetime | None:
     """When a task became a review request: its first move into a review_needed column; if it
     never moved there but is on a board that has one, when it was put on that board (tag or
-    creation, it starts in the board's default column)."""
-    cols = review_columns(snapshot)
+    creation, it starts in the board's default column). ``cols``: :func:`review_columns`, when
+    the caller asks for many tasks."""
+    cols = review_columns(snapshot) if cols is None else cols
     timeline = snapshot.timelines.get(task.phid)
     moves = []
     if timeline is not None:
@@ -458,10 +460,11 @@ def compute_metrics(
         if start is not None and since <= start <= now:
             ubn.append(first_team_response(snapshot, t, start))
     reviews: list[Response] = []
+    review_cols = review_columns(snapshot)
     for t in recent:
         if not is_outside_author(snapshot, t):
             continue
-        start = review_requested_at(snapshot, t)
+        start = review_requested_at(snapshot, t, review_cols)
         if start is not None and since <= start <= now:
             reviews.append(first_team_response(snapshot, t, start))
 

@@ -148,3 +148,33 @@ def test_gc_is_paused_only_while_rows_are_parsed():
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_rows_build_the_same_frozen_objects_as_the_constructors(env, monkeypatch):
+    from dataclasses import FrozenInstanceError, astuple, fields
+
+    from clinicbot.model import Task
+    from clinicbot.state.cache_rows import row_builder
+    from clinicbot.timeline import Event
+
+    _, _, full = env
+    events = [e for t in list(full.timelines.values())[:30] for e in t.events]
+    tasks = list(full.tasks.values())[:30]
+    assert len(events) > 60
+    for cls, objs in ((Event, events), (Task, tasks)):
+        build = row_builder(cls)
+        inits = []
+        real = cls.__init__
+        monkeypatch.setattr(cls, "__init__", lambda self, *a, _real=real, **kw: inits.append(1) or _real(self, *a, **kw))
+        made_all = [build([getattr(obj, f.name) for f in fields(cls)]) for obj in objs]
+        assert not inits  # not through the frozen __init__ (one object.__setattr__ per field)
+        monkeypatch.setattr(cls, "__init__", real)
+        for obj, made in zip(objs, made_all):
+            row = [getattr(obj, f.name) for f in fields(cls)]
+            assert type(made) is cls and made == obj and astuple(made) == astuple(obj)
+            if cls is Event:  # (a Task holds a dict: unhashable either way)
+                assert hash(made) == hash(cls(*row))
+            with pytest.raises(FrozenInstanceError):
+                setattr(made, fields(cls)[0].name, None)
+    with pytest.raises(TypeError):  # a row of the wrong length: the constructor's own error
+        row_builder(Task)([1, "PHID-TASK-x"])
