@@ -4,11 +4,13 @@ Counts and structure only, never timings: each check's settings are read once pe
 per finding), the snoozes once per run, a new episode's Record is what reading it back gives,
 one-line text takes a shortcut that gives the same text; a finding's key is made once, the checks
 that ask whether each task's owner is an engineer ask who is not human once per run, only writes
-are ranked for the cap (not every console line).
+are ranked for the cap (not every console line), and the job runs with the cyclic garbage
+collector paused (and gives it back as it found it).
 """
 
 from __future__ import annotations
 
+import gc
 from datetime import datetime, timedelta, timezone
 from dataclasses import replace
 from functools import cached_property
@@ -124,6 +126,27 @@ def test_one_line_shortcut_gives_the_same_text_for_every_character():
             assert escape.one_line(text) == slow(text), hex(cp)
     for text in ("\u2028x", "\u3000x\u3000", "x\u202ey", "T1  two", None, 12, "ok"):
         assert escape.one_line(text) == slow(text)
+
+
+def test_the_check_job_runs_with_the_collector_paused_and_restores_it():
+    seen = []
+
+    class App:
+        def config(self) -> Any:
+            seen.append(gc.isenabled())
+            raise LookupError("the job starts by reading the config")
+
+    assert gc.isenabled()
+    with pytest.raises(LookupError):
+        job.run_check_job(App())
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(LookupError):
+            job.run_check_job(App())
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
 
 
 # -- the checks ------------------------------------------------------------------------------------
