@@ -227,3 +227,26 @@ def test_kept_lookups_expire_and_a_reconcile_fills_them_anew(sandbox, tmp_path):
         kept = Lookups.loads(conn.execute("SELECT value FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone()[0],
                              now=later.timestamp())
     assert {entry[0] for entry in [*kept.entries.values(), *kept.users.values()]} == {later.timestamp()}
+
+
+def test_tag_names_are_kept_with_the_lookups(sandbox):
+    """The agenda's tag names (project.search by PHID): asked once, then kept a day; a PHID the
+    server does not know is not asked for again."""
+    from clinicbot.phab.snapshot import project_names
+    from clinicbot.state.lookups import LOOKUP_HOURS, Lookups
+
+    tags = sorted(p.phid for p in sandbox.store.projects.values())[:3]
+    unknown = "PHID-PROJ-doesnotexistxxxxxxxx"
+    client = ConduitClient(sandbox.url, sandbox.token)
+    calls = counting(client)
+    try:
+        first = Lookups(now=NOW.timestamp())
+        names = project_names(client, first, [*tags, unknown])
+        assert names == {p: sandbox.store.projects[p].name for p in tags}
+        assert [m for m, _ in calls] == ["project.search"]
+        kept = Lookups.loads(first.dumps(), now=NOW.timestamp() + 3600)  # the next run
+        assert project_names(client, kept, [*tags, unknown]) == names and len(calls) == 1
+        later = Lookups.loads(first.dumps(), now=NOW.timestamp() + LOOKUP_HOURS * 3600 + 1)
+        assert project_names(client, later, tags) == names and len(calls) == 2  # expired: asked again
+    finally:
+        client.close()

@@ -97,6 +97,26 @@ class App:
                 self._extras["rotation"] = load_rotation(path)
         return self._extras["rotation"]
 
+    def lookups(self, kept: Any = None) -> Any:
+        """The fixed lookups (clinicbot.state.lookups.Lookups), once per process (``serve``'s jobs
+        share them): the first call takes ``kept`` (the cache's) or starts empty. Dated now."""
+        from clinicbot.state.lookups import Lookups
+
+        lookups = self._extras.get("lookups")
+        if lookups is None:
+            lookups = self._extras["lookups"] = kept or Lookups(now=self.wall_clock().timestamp())
+        lookups.now = self.wall_clock().timestamp()
+        return lookups
+
+    def save_lookups(self) -> None:
+        """Keep what was looked up for the next runs (the sync cache's meta), when anything was."""
+        lookups = self._extras.get("lookups")
+        if lookups is not None and lookups.changed and self._extras.get("lookups_saved", True):
+            from clinicbot.state.cache import cache_path
+            from clinicbot.state.lookups import save_lookups
+
+            save_lookups(cache_path(self.config()), lookups)
+
     # -- config --------------------------------------------------------------------------------
     def config_file(self) -> Path:
         if self.config_path is not None:
@@ -165,8 +185,6 @@ def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bo
     run), the cache is read as it is; with no usable cache at all, everything is fetched.
     """
     from clinicbot.phab.snapshot import build_snapshot, rotation_usernames
-    from clinicbot.state.cache import cache_path
-    from clinicbot.state.lookups import Lookups, save_lookups
     from clinicbot.sync import load_cached, sync_and_load
 
     config, client = app.config(), app.client()
@@ -184,11 +202,8 @@ def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bo
             except StateError:
                 cached = None
     # Once per process: the App keeps them (serve runs every job in one process); else the cache's.
-    lookups = app._extras.get("lookups")
-    if lookups is None:
-        lookups = (cached.lookups if cached is not None else None) or Lookups(now=clock.timestamp())
-        app._extras["lookups"] = lookups
-    lookups.now = clock.timestamp()
+    lookups = app.lookups(cached.lookups if cached is not None else None)
+    app._extras["lookups_saved"] = use_cache  # without the cache, nothing is written to it
     if cached is None:
         snapshot = build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
                                   roles=roles, open_only=open_only, lookups=lookups)
@@ -196,8 +211,7 @@ def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bo
         snapshot = build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
                                   data=cached.data, timelines=cached.timelines, sightings=cached.sightings,
                                   actors=cached.actors, lookups=lookups)
-    if lookups.changed and use_cache:
-        save_lookups(cache_path(config), lookups)
+    app.save_lookups()
     resolve_exempt_projects(client, config, snapshot)
     return snapshot
 

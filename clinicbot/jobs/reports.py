@@ -25,7 +25,7 @@ from clinicbot.delivery.targets import (
     write_file,
 )
 from clinicbot.errors import EXIT_FAILURE, EXIT_OK
-from clinicbot.phab.boards import parse_project, parse_task, parse_user
+from clinicbot.phab.boards import parse_task, parse_user
 from clinicbot.phab.snapshot import whoami
 from clinicbot.jobs.context import App, load_snapshot
 from clinicbot.jobs.report_lists import ListSettings, list_settings, listed_findings, reports_section
@@ -121,14 +121,14 @@ def agenda_data(app: App, env: ReportEnv, *, meeting: date | None = None) -> dic
 
 
 def _project_names(app: App, snapshot: Snapshot) -> dict[str, str]:
-    """Names of the tags of tasks in the Triage Meeting Inbox (boards' names are known already)."""
-    wanted = sorted({p for t, _ in snapshot.tasks_with_role("triage_meeting_inbox") for p in t.project_phids}
-                    - set(snapshot.boards))
-    names: dict[str, str] = {}
-    for i in range(0, len(wanted), 100):
-        for item in app.client().search("project.search", constraints={"phids": wanted[i:i + 100]}):
-            project = parse_project(item)
-            names[project["phid"]] = str(project["fields"]["name"])
+    """Names of the tags of tasks in the Triage Meeting Inbox (boards' names are known already),
+    kept with the fixed lookups (a day): a warm agenda usually asks for none."""
+    from clinicbot.phab.snapshot import project_names
+
+    wanted = {p for t, _ in snapshot.tasks_with_role("triage_meeting_inbox") for p in t.project_phids} - set(snapshot.boards)
+    lookups = app.lookups()
+    names = project_names(app.client(), lookups, wanted)
+    app.save_lookups()
     return names
 
 

@@ -13,7 +13,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from clinicbot.phab.boards import BoardData, fetch_users, load_boards, project_members, resolve_projects
+from clinicbot.phab.boards import (
+    BoardData,
+    fetch_users,
+    load_boards,
+    parse_project,
+    project_members,
+    resolve_projects,
+)
 from clinicbot.phab.conduit import ConduitClient
 from clinicbot.config import Config
 from clinicbot.model import Board, Shape, Snapshot, User
@@ -135,6 +142,30 @@ class LookupFiller:
             log.info("the fixed lookups were not filled (the next job asks for them): %s", exc)
             return None
         return self.lookups
+
+
+def project_names(client: ConduitClient, lookups: Lookups | None, phids: Iterable[str]) -> dict[str, str]:
+    """Project names by PHID (the tags of tasks an agenda lists): kept a day in the fixed lookups;
+    only those not kept are asked for (``project.search``, 100 a call)."""
+    names: dict[str, str] = {}
+    need = []
+    for phid in sorted(set(phids)):
+        kept = lookups.get(f"project {phid}") if lookups is not None else None
+        if isinstance(kept, str):
+            names[phid] = kept
+        elif lookups is None or not lookups.is_unknown(phid):
+            need.append(phid)
+    for i in range(0, len(need), 100):
+        for item in client.search("project.search", constraints={"phids": need[i:i + 100]}):
+            project = parse_project(item)
+            names[project["phid"]] = str(project["fields"]["name"])
+    if lookups is not None:
+        for phid in need:
+            if phid in names:
+                lookups.put(f"project {phid}", names[phid])
+            else:
+                lookups.put_unknown(phid)
+    return names
 
 
 def people(client: ConduitClient, lookups: Lookups | None, usernames: list[str]) -> dict[str, User]:
