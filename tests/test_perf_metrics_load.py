@@ -178,3 +178,29 @@ def test_rows_build_the_same_frozen_objects_as_the_constructors(env, monkeypatch
                 setattr(made, fields(cls)[0].name, None)
     with pytest.raises(TypeError):  # a row of the wrong length: the constructor's own error
         row_builder(Task)([1, "PHID-TASK-x"])
+
+
+def test_the_metrics_job_runs_without_cyclic_gc_and_prefetches_once(env, monkeypatch):
+    import clinicbot.metrics as metrics_module
+    from clinicbot.jobs.reports import metrics_data, report_env
+
+    _, app, _ = env
+    seen = []
+    real_compute, real_prefetch = metrics_module.compute_metrics, LazyTimelines.prefetch
+
+    def compute(snapshot, **kw):
+        seen.append(("compute", gc.isenabled(), snapshot.timelines.parsed()))
+        return real_compute(snapshot, **kw)
+
+    def prefetch(self, phids):
+        phids = list(phids)
+        seen.append(("prefetch", gc.isenabled(), len(phids)))
+        return real_prefetch(self, phids)
+
+    monkeypatch.setattr(metrics_module, "compute_metrics", compute)
+    monkeypatch.setattr(LazyTimelines, "prefetch", prefetch)
+    data = metrics_data(app, report_env(app), record=False)
+    assert data["kind"] == "metrics" and gc.isenabled()
+    (p, p_gc, wanted), (c, c_gc, parsed) = seen
+    assert (p, c) == ("prefetch", "compute") and not p_gc and not c_gc
+    assert 0 < parsed <= wanted  # every history the figures read was read before, in one go
