@@ -4,7 +4,8 @@ Counts and structure only, never timings: each check's settings are read once pe
 per finding), the snoozes once per run, a new episode's Record is what reading it back gives,
 one-line text takes a shortcut that gives the same text; a finding's key is made once, the checks
 that ask whether each task's owner is an engineer ask who is not human once per run, only writes
-are ranked for the cap (not every console line), and the job runs with the cyclic garbage
+are ranked for the cap (not every console line), stale-in-progress reads no history of a task
+younger than its threshold, and the job runs with the cyclic garbage
 collector paused (and gives it back as it found it).
 """
 
@@ -18,11 +19,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from checkdata import ALICE, BOT, SnapshotBuilder, at, days, owner, run_check
+from checkdata import ALICE, BOT, SnapshotBuilder, at, comment, days, keys, owner, run_check
 
 from clinicbot import escape
 from clinicbot.checks.hygiene import UnassignedOnInternalBoardCheck
-from clinicbot.checks.workload import CookieLickingCheck
+from clinicbot.checks.workload import CookieLickingCheck, StaleInProgressCheck
 from clinicbot.delivery.outbox import Outbox
 from clinicbot.jobs.check import Decision, Planner
 from clinicbot.model import Snapshot
@@ -192,3 +193,38 @@ def test_only_writes_are_ranked_for_the_cap_not_every_console_line(tmp_path):
     [chat] = [a for a in box.actions if a.handler == "chat"]
     assert len(console) == 30 and all(a.severity == "" and a.since is None for a in console)
     assert chat.severity == "warning" and chat.since == NOW - timedelta(hours=2)  # the older of its two
+
+
+class CountingTimelines(dict):
+    """A snapshot's timelines that remember whose history a check read."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read: list[str] = []
+
+    def __getitem__(self, phid: str) -> Any:
+        self.read.append(phid)
+        return super().__getitem__(phid)
+
+    def get(self, phid: str, default: Any = None) -> Any:
+        self.read.append(phid)
+        return super().get(phid, default)
+
+
+@pytest.mark.parametrize("business_hours", [None, True])
+def test_stale_in_progress_reads_no_history_of_a_task_younger_than_its_threshold(business_hours):
+    sb = SnapshotBuilder(NOW_C)
+    doing, blocked = sb.column("Team", "doing"), sb.column("Team", "blocked")
+    sb.task(1, created=NOW_C - days(30), owner=ALICE, columns=[doing])  # idle since creation: stale
+    sb.task(2, created=NOW_C - days(30), owner=ALICE, columns=[blocked],
+            events=[comment(NOW_C - days(20), ALICE, "waiting on the vendor")])  # stale
+    sb.task(3, created=NOW_C - days(30), owner=ALICE, columns=[doing],
+            events=[comment(NOW_C - days(1), ALICE, "on it")])  # read: fresh activity
+    sb.task(4, created=NOW_C - days(10), owner=ALICE, columns=[doing],
+            events=[comment(NOW_C - days(1), BOT, "Is this still being worked on?")])  # too young to be stale
+    sb.task(5, created=NOW_C - days(3), owner=ALICE, columns=[blocked])
+    snapshot = sb.build()
+    snapshot.timelines = CountingTimelines(snapshot.timelines)
+    found = run_check(StaleInProgressCheck(), snapshot, business_hours=business_hours)
+    assert sorted(set(snapshot.timelines.read)) == ["PHID-TASK-1", "PHID-TASK-2", "PHID-TASK-3"]
+    assert keys(found) == ["stale-in-progress:T1", "stale-in-progress:T2"]

@@ -167,6 +167,13 @@ class StaleInProgressCheck:
         findings = []
         for entries in placements(snapshot, ["doing", "blocked"]).values():
             task, column = entries[0]
+            # Work in progress waits on its owner: their listed time away does not count.
+            person = snapshot.username(task.owner_phid) or None
+            if age(ctx, task.created, person=person) < limit:
+                # Nothing happens to a task before it is created (its history starts with it), so it
+                # cannot have been idle for longer than it exists: its history need not be read.
+                # (dateModified is no such bound: clinicbot's own comments bump it.)
+                continue
             timeline = snapshot.timelines.get(task.phid)
             actor = ""
             kind = ""
@@ -179,8 +186,7 @@ class StaleInProgressCheck:
                     last, actor, kind = event.at, snapshot.username(event.author_phid), event.kind
                 else:
                     last = created_at(snapshot, task)
-            # Work in progress waits on its owner: their listed time away does not count.
-            waited = age(ctx, last, person=snapshot.username(task.owner_phid) or None)
+            waited = age(ctx, last, person=person)
             if waited < limit:
                 continue
             findings.append(task_finding(
