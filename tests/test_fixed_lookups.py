@@ -250,3 +250,62 @@ def test_tag_names_are_kept_with_the_lookups(sandbox):
         assert project_names(client, later, tags) == names and len(calls) == 2  # expired: asked again
     finally:
         client.close()
+
+
+def test_stale_people_are_asked_for_while_the_sync_waits(sandbox, tmp_path):
+    """A job whose kept availability is older than PEOPLE_MINUTES asks for the people in a thread
+    of their own while its sync's call is in flight (two round trips at once), and uses the answer."""
+    import sqlite3
+    import threading
+
+    from clinicbot.jobs.context import load_snapshot
+    from clinicbot.state.cache import cache_path
+    from clinicbot.state.lookups import LOOKUPS_KEY, PEOPLE_MINUTES, Lookups
+
+    path = write_sandbox_config(tmp_path / "clinicbot.yaml", sandbox.url, sandbox.token)
+    first = fresh_app(path)
+    try:
+        snap1 = load_snapshot(first, open_only=True)
+    finally:
+        first.close()
+    db = cache_path(load_config(path))
+    with sqlite3.connect(db) as conn:
+        kept = Lookups.loads(conn.execute("SELECT value FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone()[0],
+                             now=0)
+        kept.entries["people"][0] -= PEOPLE_MINUTES * 60 + 1
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (kept.dumps(), LOOKUPS_KEY))
+    app = fresh_app(path)
+    try:
+        threads: list[tuple[str, str]] = []
+        real = app.client().call
+
+        def call(method, **params):
+            threads.append((method, threading.current_thread().name))
+            return real(method, **params)
+
+        app.client().call = call  # type: ignore[method-assign]
+        snap2 = load_snapshot(app, open_only=True)
+        assert sorted(m for m, _ in threads) == ["maniphest.search", "user.search"]
+        assert dict(threads)["user.search"] == "people-ahead"
+        assert snap2.users == snap1.users and snap2.team_member_phids == snap1.team_member_phids
+    finally:
+        app.close()
+    # What that call raises, the job raises (as when it was asked for after the sync).
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (kept.dumps(), LOOKUPS_KEY))
+    from clinicbot.errors import ConduitTransportError
+
+    app = fresh_app(path)
+    try:
+        real = app.client().call
+
+        def failing(method, **params):
+            if method == "user.search":
+                raise ConduitTransportError("user.search", "the server went away")
+            return real(method, **params)
+
+        app.client().call = failing  # type: ignore[method-assign]
+        with pytest.raises(ConduitTransportError, match="went away"):
+            load_snapshot(app, open_only=True)
+    finally:
+        app.close()

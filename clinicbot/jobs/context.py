@@ -191,18 +191,27 @@ def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bo
     members, others = rotation_usernames(app.rotation())
     clock = app.wall_clock()
     cached = None
-    if use_cache:
-        try:
-            _, cached = sync_and_load(client, config, now=clock, roles=roles, open_only=open_only,
-                                      closed_since=closed_since)
-        except LockHeldError as exc:
-            log.warning("%s; using the cache as it is", exc)
+    ahead = _people_ahead(app, members, others) if use_cache else None
+    try:
+        if use_cache:
             try:
-                cached = load_cached(config, roles=roles, open_only=open_only, closed_since=closed_since, now=clock)
-            except StateError:
-                cached = None
+                _, cached = sync_and_load(client, config, now=clock, roles=roles, open_only=open_only,
+                                          closed_since=closed_since)
+            except LockHeldError as exc:
+                log.warning("%s; using the cache as it is", exc)
+                try:
+                    cached = load_cached(config, roles=roles, open_only=open_only, closed_since=closed_since,
+                                         now=clock)
+                except StateError:
+                    cached = None
+    except BaseException:
+        if ahead is not None:
+            ahead.thread.join()  # no call left running on a client about to be closed
+        raise
     # Once per process: the App keeps them (serve runs every job in one process); else the cache's.
     lookups = app.lookups(cached.lookups if cached is not None else None)
+    if ahead is not None:
+        ahead.finish(lookups)
     app._extras["lookups_saved"] = use_cache  # without the cache, nothing is written to it
     if cached is None:
         snapshot = build_snapshot(client, config, app.now(), member_usernames=members, also_fetch=others,
@@ -214,6 +223,28 @@ def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bo
     app.save_lookups()
     resolve_exempt_projects(client, config, snapshot)
     return snapshot
+
+
+def _people_ahead(app: Any, members: list[str], others: list[str]) -> Any:
+    """When the people who can be pinged are due to be asked for again (their kept availability is
+    older than PEOPLE_MINUTES), ask in a thread now, while the sync waits for its own call; None
+    when they are fresh or the bot's user name is not known yet (the snapshot then asks, as before)."""
+    from clinicbot.phab.snapshot import PeopleAhead, people_usernames
+    from clinicbot.state.cache import cache_path
+    from clinicbot.state.lookups import read_lookups
+
+    config = app.config()
+    kept = app._extras.get("lookups") or read_lookups(cache_path(config), now=app.wall_clock().timestamp())
+    me = kept.get("whoami") if kept is not None else None
+    bot = config.get("phabricator.bot_username") or (me.get("userName") if isinstance(me, dict) else None)
+    if not bot:
+        return None
+    usernames = people_usernames(config, bot, members, others)
+    if kept is not None:
+        kept.now = app.wall_clock().timestamp()
+        if kept.people(usernames) is not None:
+            return None
+    return PeopleAhead(app.client(), usernames)
 
 
 def resolve_exempt_projects(client: "ConduitClient", config: "Config", snapshot: Snapshot) -> None:

@@ -168,6 +168,46 @@ def project_names(client: ConduitClient, lookups: Lookups | None, phids: Iterabl
     return names
 
 
+def people_usernames(config: Config, bot_username: str, member_usernames: Iterable[str] = (),
+                     also_fetch: Iterable[str] = ()) -> list[str]:
+    """Who can be pinged, asked for by user name with their availability: the team's members (config
+    and rotation), the ignored users, ``also_fetch`` (the rotation's manager...) and the bot."""
+    return sorted(team_usernames(config, member_usernames) | set(config.get("team.ignored_users"))
+                  | set(also_fetch) | {bot_username})
+
+
+class PeopleAhead:
+    """:func:`people` asked for in a thread while the job's sync waits for its own call: a job whose
+    kept availability is too old makes its two round trips at once. :meth:`finish` keeps the answer
+    in the lookups (where :func:`people` finds it) or raises what the call raised."""
+
+    def __init__(self, client: ConduitClient, usernames: list[str]):
+        self.client, self.usernames = client, usernames
+        self.users: dict[str, User] = {}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="people-ahead", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.users = fetch_users(self.client, usernames=self.usernames)
+        except BaseException as exc:  # noqa: BLE001  (raised in the job's thread by finish)
+            self.error = exc
+
+    def finish(self, lookups: Lookups | None) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        if lookups is not None:
+            keep_people(lookups, self.usernames, self.users)
+
+
+def keep_people(lookups: Lookups, usernames: list[str], users: Mapping[str, User]) -> None:
+    lookups.put_people(usernames, [asdict(u) for u in users.values()])
+    for user in users.values():
+        lookups.put_user(user.phid, asdict(user))
+
+
 def people(client: ConduitClient, lookups: Lookups | None, usernames: list[str]) -> dict[str, User]:
     """The users (with their availability) by user name: kept ones while fresh, else one call."""
     kept = lookups.people(usernames) if lookups is not None else None
@@ -175,9 +215,7 @@ def people(client: ConduitClient, lookups: Lookups | None, usernames: list[str])
         return {fields["phid"]: User(**fields) for fields in kept}
     users = fetch_users(client, usernames=usernames)
     if lookups is not None:
-        lookups.put_people(usernames, [asdict(u) for u in users.values()])
-        for user in users.values():
-            lookups.put_user(user.phid, asdict(user))
+        keep_people(lookups, usernames, users)
     return users
 
 
@@ -216,7 +254,7 @@ def build_snapshot(
         referenced.update(p for p in (task.author_phid, task.owner_phid) if p)
     # The people named in the config and the rotation: their availability decides who is pinged,
     # so they are kept only minutes (lookups.PEOPLE_MINUTES). Everyone else (authors, owners, actors) is kept a day.
-    users = people(client, lookups, sorted(members | ignored | set(also_fetch) | {bot_username}))
+    users = people(client, lookups, people_usernames(config, bot_username, member_usernames, also_fetch))
     users.update(known_users(client, lookups, phids=[p for p in referenced if p and p not in users]))
     if with_timelines and timelines is None:
         from clinicbot.phab.history import fetch_timelines

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -99,6 +100,22 @@ class Lookups:
         except ValueError:
             data = {}
         return cls(data if isinstance(data, dict) else {}, now=now)
+
+
+def read_lookups(path: Path, *, now: float) -> Lookups | None:
+    """The lookups kept in the cache at ``path`` (a quick read-only look before a job's sync),
+    or None when there is no cache or it cannot be read (the sync then says why)."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (LOOKUPS_KEY,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return Lookups.loads(row[0], now=now) if row else None
 
 
 def save_lookups(path: Path, lookups: Lookups) -> bool:
