@@ -208,8 +208,10 @@ def incoming_clock(snapshot: Snapshot, task: Task, *, inbox: Mapping[str, frozen
     enter: datetime | None = None
     left: datetime | None = None
     where: str | None = None  # the board of the stay
+    members = snapshot.team_member_phids
     for e in events:
         kind = e.kind
+        reorder = kind == "column" and e.column_phid in e.from_column_phids  # e.is_reorder, without a call
         if kind == "projects":
             added, removed = set(e.new or ()), set(e.old or ())
             if first_team is None and (added | removed) & team:
@@ -219,7 +221,7 @@ def incoming_clock(snapshot: Snapshot, task: Task, *, inbox: Mapping[str, frozen
                 board_at.setdefault(b, e.at)
             if where in removed and left is None:
                 left = e.at
-        elif kind == "column" and not e.is_reorder:
+        elif kind == "column" and not reorder:
             b = e.board_phid or ""
             cols = inbox.get(b)
             if cols is None:
@@ -232,8 +234,7 @@ def incoming_clock(snapshot: Snapshot, task: Task, *, inbox: Mapping[str, frozen
                 moved.add(b)
             elif left is None and b == where and e.column_phid not in cols:
                 left = e.at
-        if kind in RESPONSE_KINDS and not e.is_reorder and e.author_phid in snapshot.team_member_phids \
-                and e.author_phid not in exclude:
+        if kind in RESPONSE_KINDS and not reorder and e.author_phid in members and e.author_phid not in exclude:
             responses.append(e.at)
     start = created
     if first_team is not None and first_team[1] and first_team[0] > created \
@@ -409,8 +410,10 @@ def histories_read(snapshot: Snapshot, *, window_days: int) -> list[str]:
     modified in the window: every history-dated start is at or before dateModified): the caller
     can have them read from the cache in one go (``LazyTimelines.prefetch``). Only a speed hint:
     a timeline outside it is still read when asked for."""
-    since = snapshot.now - timedelta(days=window_days)
-    return [t.phid for t in team_tasks(snapshot) if t.is_open or t.modified >= since]
+    now = snapshot.now
+    since = now - timedelta(days=window_days)
+    return [t.phid for t in snapshot.tasks.values()  # team_tasks' tasks, unsorted
+            if (t.is_open or t.modified >= since) and t.created <= now and is_team_task(snapshot, t)]
 
 
 def compute_metrics(
