@@ -509,8 +509,9 @@ def compute_metrics(
 
 def _per_column(snapshot: Snapshot) -> list[dict[str, Any]]:
     out = []
+    placed = [t.columns for t in snapshot.tasks.values() if not t.is_closed]  # the open tasks' columns
     for board in snapshot.boards.values():
-        counts = Counter(t.column_on(board.phid) for t in snapshot.tasks.values() if t.is_open)
+        counts = Counter(columns.get(board.phid) for columns in placed)
         for col in board.columns:
             if col.hidden and not counts[col.phid]:
                 continue  # hidden columns only matter when something is stuck in them
