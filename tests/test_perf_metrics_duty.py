@@ -73,3 +73,22 @@ def test_duty_lookup_agrees_with_on_duty_for_generated_cycles(data):
     lookup = duty_lookup(rot, a, b)
     for at in _instants(rot, a - timedelta(hours=30), b + timedelta(hours=30)):
         assert lookup(at) == on_duty(rot, at), at
+
+
+def test_a_long_window_is_planned_in_one_sweep_and_agrees(monkeypatch):
+    """``--window 3650`` is allowed: the answers come from one sweep over the pieces, not from
+    asking every piece at every boundary (cuts x pieces: 10^7 for ten years)."""
+    from clinicbot.rotation.types import Shift
+
+    rot = parse_rotation(BASE.replace("max: 3", "max: 4") + EXTRAS, "r.yaml")
+    begin, end = berlin(2026, 6, 1), berlin(2027, 7, 1)
+    asked = []
+    real = Shift.covers
+    monkeypatch.setattr(Shift, "covers", lambda self, at: asked.append(1) or real(self, at))
+    lookup = duty_lookup(rot, begin, end)
+    assert not asked
+    monkeypatch.setattr(Shift, "covers", real)
+    instants = _instants(rot, begin, end)[::7]
+    assert len(instants) > 1000
+    for at in instants:
+        assert lookup(at) == on_duty(rot, at), at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -52,10 +53,20 @@ def duty_lookup(rot: Rotation, start: datetime, end: datetime) -> Callable[[date
     pieces = _pieces(rot, start, end + _TICK)
     cuts = sorted({start} | {t for p in pieces for t in (p.start, p.end) if start < t <= end})
     order = list(rot.members.items())
+    # One sweep over the cuts (a year's window has thousands of pieces): a piece covers a cut
+    # from its start (inclusive) to its end (exclusive), as Shift.covers says.
+    by_start, by_end = sorted(pieces, key=lambda p: p.start), sorted(pieces, key=lambda p: p.end)
+    on: Counter[str] = Counter()
+    i = j = 0
     answers = []
     for cut in cuts:
-        names = {p.member.username for p in pieces if p.covers(cut)}
-        answers.append([m for u, m in order if u in names])
+        while i < len(by_start) and by_start[i].start <= cut:
+            on[by_start[i].member.username] += 1
+            i += 1
+        while j < len(by_end) and by_end[j].end <= cut:
+            on[by_end[j].member.username] -= 1
+            j += 1
+        answers.append([m for u, m in order if on[u] > 0])
 
     def lookup(at: datetime) -> list[Member]:
         if at.tzinfo is not UTC:  # the metrics' times are UTC already
