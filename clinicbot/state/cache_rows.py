@@ -263,6 +263,18 @@ class LazyTimelines(Mapping[str, Any]):
             item = self._items[phid] = load_timeline(phid, item[0], item[1], self._shared)
         return item
 
+    def get(self, phid: str, default: Any = None) -> Any:  # type: ignore[override]
+        # The metrics ask ~100,000 times at 100,000 tasks: a parsed timeline straight from the dict.
+        item = self._items.get(phid)
+        if item is None:
+            return default
+        if item.__class__ is int or item.__class__ is tuple:
+            try:
+                return self[phid]
+            except KeyError:
+                return default
+        return item
+
     def _read_batch(self, phid: str) -> None:
         """The text of ``phid`` and of the next unread ones in task order (a check reading the
         histories of tasks one by one, in the order they were loaded, opens the cache once per
