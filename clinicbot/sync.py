@@ -70,7 +70,7 @@ from clinicbot.phab.snapshot import LookupFiller
 from clinicbot.config import Config
 from clinicbot.errors import StateError
 from clinicbot.model import Closing, Column, Task
-from clinicbot.state.cache import CacheStore, cache_path, history_reader, task_filter
+from clinicbot.state.cache import CacheStore, LazySightings, cache_path, history_reader, task_filter
 from clinicbot.state.cache_rows import (LazyTimelines, Structure, dump_task, dump_timeline, gc_paused, task_fields,
                                        task_loader)
 from clinicbot.state.lookups import LOOKUPS_KEY, Lookups
@@ -556,7 +556,7 @@ def load_cached(config: Config, *, roles: Iterable[str] | None = None, open_only
         # was slower); the texts are read when a timeline is (LazyTimelines).
         held = {phid for (phid,) in store.conn.execute("SELECT phid FROM timelines WHERE data IS NOT NULL")}
         with_history = {phid: task.id for phid, task in tasks.items() if phid in held}
-        sightings = store.sightings(tasks)
+        sightings = LazySightings(path, tasks)  # read when first asked for
         actors = frozenset(row[0] for row in store.conn.execute("SELECT phid FROM actors"))
         lookups = Lookups.loads(store.get(LOOKUPS_KEY), now=(now or datetime.now(timezone.utc)).timestamp())
     data = BoardData(boards=structure.boards, tasks=tasks, statuses=structure.statuses, priorities=structure.priorities)

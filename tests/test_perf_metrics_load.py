@@ -120,6 +120,22 @@ def test_sightings_are_kept_for_the_loaded_tasks_only(env):
     assert cached.sightings == {k: v for k, v in every.items() if k[0] in cached.data.tasks}
 
 
+def test_sightings_are_read_only_when_asked_for_and_metrics_never_ask(env, monkeypatch):
+    _, app, _ = env
+    window, weeks = 14, 6
+    opens = _counting_opens(monkeypatch)
+    snapshot = load_snapshot(app, closed_since=counted_since(NOW, window_days=window, weeks=weeks, tz=timezone.utc))
+    sightings = snapshot.sightings
+    assert isinstance(sightings, cache_module.LazySightings) and not sightings.loaded()
+    compute_metrics(snapshot, window_days=window, weeks=weeks)
+    assert not sightings.loaded()
+    before = len(opens)
+    key = next(iter(sightings))  # the first read: one read-only open
+    assert sightings.loaded() and opens[before:] == [True]
+    with CacheStore(cache_path(app.config()), readonly=True) as store:
+        assert sightings[key] == store.sightings()[key] and dict(sightings) == store.sightings(snapshot.tasks)
+
+
 def test_parse_row_is_json_loads_and_fails_as_it_does(env):
     _, app, full = env
     texts = [dump_timeline(t) for t in list(full.timelines.values())[:40]]

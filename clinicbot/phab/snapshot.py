@@ -284,7 +284,7 @@ def build_snapshot(
         team_member_phids=frozenset(member_phids - {bot_phid}),
         bot_phid=bot_phid,
         ignored_user_phids=frozenset(by_name[u] for u in ignored if u in by_name),
-        sightings=dict(sightings or {}),
+        sightings=sightings if sightings is not None else {},  # a Mapping (lazy from the cache)
     )
 
 
