@@ -200,7 +200,10 @@ def remove_on(sandbox: Sandbox, method: str, state: Path) -> Iterator[list[str]]
 
     def take(called: str):
         if called == method and not removed and state.exists():
-            shutil.rmtree(state)
+            for _ in range(50):  # the run may be writing in another thread (a file made while rmtree ran)
+                shutil.rmtree(state, ignore_errors=True)
+                if not state.exists():
+                    break
             removed.append(called)
         return original(called)
 
@@ -378,3 +381,18 @@ def test_sandbox_command_prints_the_config_path_not_the_token(tmp_path):
     assert str(tmp_path / "sb.yaml") in text and str(tmp_path / "sb.token") in text
     assert (tmp_path / "sb.token").read_text().strip() == token
     assert stat.S_IMODE((tmp_path / "sb.token").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("code", [10, 14, 1034])  # SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_IOERR_FSYNC
+def test_an_sqlite_error_after_the_state_dir_was_removed_advises_the_backup(tmp_path, code):
+    """A run whose state directory is removed while another thread writes the cache gets a plain I/O
+    error from SQLite: the advice is to restore the directory, never to just run again."""
+    from clinicbot.state.cache import cache_error
+
+    exc = sqlite3.OperationalError("disk I/O error")
+    exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+    gone = cache_error(exc, tmp_path / "gone" / "cache.sqlite")
+    assert "restore it from your backup" in str(gone) and "run again" not in str(gone)
+    (tmp_path / "here").mkdir()
+    present = cache_error(exc, tmp_path / "here" / "cache.sqlite")
+    assert "restore" not in str(present)

@@ -115,7 +115,7 @@ def cache_error(exc: sqlite3.Error, path: Path, action: str = "cache") -> StateE
     code = full & 0xFF
     reason = str(exc)
     directory = path.parent
-    if full == _SQLITE_READONLY_DBMOVED or (code == _SQLITE_CANTOPEN and not directory.exists()):
+    if full == _SQLITE_READONLY_DBMOVED or (code in (_SQLITE_CANTOPEN, _SQLITE_IOERR) and not directory.exists()):
         hint = (f"the state directory {directory} was removed or moved while clinicbot was using it; restore it "
                 "from your backup before the next run (a new, empty one would make every open finding fire again)")
     elif code == _SQLITE_FULL:
