@@ -306,8 +306,10 @@ class Ledger:
         idx.open[finding.key] = doc_id
         self._save()
         # The Record of what was just stored (Record.from_doc of it, without parsing the times back).
-        return Record(doc_id, doc["key"], doc["check_slug"], doc["task_id"], doc["task_phid"], episode, at, at,
-                      None, 0, [], [], None, False, list(doc["project_phids"]), doc["summary"], doc["severity"])
+        return Record(doc_id=doc_id, key=doc["key"], check_slug=doc["check_slug"], task_id=doc["task_id"],
+                      task_phid=doc["task_phid"], episode=episode, created_at=at, last_seen_at=at, handled_at=None,
+                      times_handled=0, outcomes=[], escalations=[], cleared_at=None, is_deleted=False,
+                      project_phids=list(doc["project_phids"]), summary=doc["summary"], severity=doc["severity"])
 
     def _stamp(self, now: datetime) -> tuple[str, datetime]:
         """``iso(now)`` and the time it stores (what reading it back gives), once per run's ``now``."""
