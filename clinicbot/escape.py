@@ -213,7 +213,7 @@ def term(text: Any, limit: int | None = None) -> str:
 
     For rich ``Text``/``markup=False`` output use :func:`one_line` (already clean). The escaping is
     ``rich.markup.escape``'s, done here so that a report renders without importing rich
-    (tests/test_escape.py compares the two).
+    (tests/test_perf_start_escape.py compares the two).
     """
     body = _RICH_TAG.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", plain(text, limit))
     return body + "\\" if body.endswith("\\") and not body.endswith("\\\\") else body

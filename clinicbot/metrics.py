@@ -62,24 +62,6 @@ def closed_at(task: Task) -> datetime | None:
     return task.closed_at or task.modified
 
 
-def last_human_activity(snapshot: Snapshot, task: Task) -> datetime | None:
-    """Latest human activity (creation counts), or None when the history is unknown."""
-    timeline = snapshot.timelines.get(task.phid)
-    if timeline is None:
-        return None
-    event = timeline.last_activity(exclude=snapshot.non_human_phids())
-    return max(event.at, task.created) if event else task.created
-
-
-def touched_after_creation(snapshot: Snapshot, task: Task) -> bool | None:
-    """Did a human do anything (not (un)subscribing) after the creation second? None: no history."""
-    timeline = snapshot.timelines.get(task.phid)
-    if timeline is None:
-        return None
-    event = timeline.last_activity(exclude=snapshot.non_human_phids())
-    return event is not None and event.at > task.created
-
-
 def unbreak_since(snapshot: Snapshot, task: Task) -> datetime | None:
     """When the task (first) became Unbreak Now!, or None if it never was.
 
@@ -387,8 +369,8 @@ def weekly_series(snapshot: Snapshot, tasks: Sequence[Task], now: datetime, week
         start_day = this_week - timedelta(weeks=i)
         start = datetime.combine(start_day, datetime.min.time(), tz)
         end = min(start + timedelta(days=7), now)
-        created = max(0, bisect_left(created_times, end) - bisect_left(created_times, start))
-        resolved = max(0, bisect_left(closed_times, end) - bisect_left(closed_times, start))
+        created = bisect_left(created_times, end) - bisect_left(created_times, start)
+        resolved = bisect_left(closed_times, end) - bisect_left(closed_times, start)
         backlog = bisect_left(created_times, end) - bisect_left(gone_times, end)
         out.append({"week": start_day.isoformat(), "created": created, "resolved": resolved,
                     "backlog_at_end": backlog, "end": end.isoformat()})
@@ -437,7 +419,7 @@ def compute_metrics(
     never_ids: set[str] = set()
     exclude = snapshot.non_human_phids()
     for t in open_tasks:
-        # touched_after_creation and last_human_activity from one read of the history
+        # touched after creation, and the last human activity, from one read of the history
         timeline = snapshot.timelines.get(t.phid)
         if timeline is None:
             no_history += 1
@@ -556,7 +538,8 @@ def _per_shift(created: Sequence[Task], ubn: Sequence[Response], reviews: Sequen
 
 
 def _remembered(on_duty: DutyLookup) -> DutyLookup:
-    """``on_duty`` asked once per distinct time (it plans the rotation around ``at`` each call)."""
+    """``on_duty`` asked once per distinct time, its answer kept as a list (any DutyLookup: a plain
+    ``rotation.query.on_duty`` plans the rotation around ``at`` each call)."""
     seen: dict[datetime, list[str]] = {}
 
     def lookup(at: datetime) -> list[str]:

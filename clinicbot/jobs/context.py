@@ -186,25 +186,23 @@ def load_snapshot(app: Any, *, roles: Iterable[str] | None = None, open_only: bo
     :func:`_cache_as_it_is`). Without the cache (``use_cache=False``), everything is fetched.
     """
     from clinicbot.phab.snapshot import build_snapshot, rotation_usernames
-    from clinicbot.sync import load_cached, sync_and_load
+    from clinicbot.sync import sync_and_load
 
     config, client = app.config(), app.client()
     members, others = rotation_usernames(app.rotation())
     clock = app.wall_clock()
-    cached = None
-    ahead = _people_ahead(app, members, others) if use_cache else None
-    try:
-        if use_cache:
-            try:
-                _, cached = sync_and_load(client, config, now=clock, roles=roles, open_only=open_only,
-                                          closed_since=closed_since)
-            except LockHeldError as exc:
-                cached = _cache_as_it_is(config, exc, roles=roles, open_only=open_only, closed_since=closed_since,
-                                         now=clock)
-    except BaseException:
-        if ahead is not None:
-            ahead.thread.join()  # no call left running on a client about to be closed
-        raise
+    cached = ahead = None
+    if use_cache:
+        ahead = _people_ahead(app, members, others)
+        try:
+            _, cached = sync_and_load(client, config, now=clock, roles=roles, open_only=open_only,
+                                      closed_since=closed_since)
+        except LockHeldError as exc:
+            cached = _cache_as_it_is(config, exc, roles=roles, open_only=open_only, closed_since=closed_since,
+                                     now=clock)
+        finally:
+            if ahead is not None:  # its call overlapped the sync's; none is left running if that failed
+                ahead.join()
     # Once per process: the App keeps them (serve runs every job in one process); else the cache's.
     lookups = app.lookups(cached.lookups if cached is not None else None)
     if ahead is not None:

@@ -30,6 +30,7 @@ from clinicbot.phab.snapshot import whoami
 from clinicbot.jobs.context import App, load_snapshot
 from clinicbot.jobs.report_lists import ListSettings, list_settings, listed_findings, reports_section
 from clinicbot.model import Snapshot
+from clinicbot.state.cache_rows import gc_paused
 
 
 @dataclass
@@ -132,17 +133,11 @@ def _project_names(app: App, snapshot: Snapshot) -> dict[str, str]:
     return names
 
 
+# No cyclic GC during the job: at 100,000 tasks it holds millions of objects (tasks, events) and
+# hardly any cycles, and each full collection walked them all (a third of compute_metrics' time);
+# cycles made meanwhile are collected after it.
+@gc_paused()
 def metrics_data(app: App, env: ReportEnv, *, window_days: int | None = None, record: bool = True) -> dict[str, Any]:
-    from clinicbot.state.cache_rows import gc_paused
-
-    # No cyclic GC during the job: at 100,000 tasks it holds millions of objects (tasks, events)
-    # and hardly any cycles, and each full collection walked them all (a third of compute_metrics'
-    # time); cycles made meanwhile are collected after it.
-    with gc_paused():
-        return _metrics_data(app, env, window_days=window_days, record=record)
-
-
-def _metrics_data(app: App, env: ReportEnv, *, window_days: int | None, record: bool) -> dict[str, Any]:
     from clinicbot.metrics import compute_metrics, counted_since, histories_read
     from clinicbot.reports.metrics_page import build_metrics_report
 

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from clinicbot.phab.boards import (
     BoardData,
+    _batches,
     fetch_users,
     load_boards,
     parse_project,
@@ -155,8 +156,8 @@ def project_names(client: ConduitClient, lookups: Lookups | None, phids: Iterabl
             names[phid] = kept
         elif lookups is None or not lookups.is_unknown(phid):
             need.append(phid)
-    for i in range(0, len(need), 100):
-        for item in client.search("project.search", constraints={"phids": need[i:i + 100]}):
+    for batch in _batches(need):
+        for item in client.search("project.search", constraints={"phids": batch}):
             project = parse_project(item)
             names[project["phid"]] = str(project["fields"]["name"])
     if lookups is not None:
@@ -194,8 +195,11 @@ class PeopleAhead:
         except BaseException as exc:  # noqa: BLE001  (raised in the job's thread by finish)
             self.error = exc
 
-    def finish(self, lookups: Lookups | None) -> None:
+    def join(self) -> None:
         self.thread.join()
+
+    def finish(self, lookups: Lookups | None) -> None:
+        self.join()
         if self.error is not None:
             raise self.error
         if lookups is not None:

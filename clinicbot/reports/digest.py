@@ -222,7 +222,7 @@ def moved_to_meeting(snapshot: Snapshot, since: datetime) -> list[dict[str, Any]
     columns = snapshot.columns_with_role("triage_meeting_inbox")
     for task in snapshot.tasks.values():
         # A move after ``since`` is an edit after it: an older dateModified means no history to read.
-        if task.modified is not None and task.modified <= since:
+        if task.modified <= since:
             continue
         timeline = snapshot.timelines.get(task.phid)
         if timeline is None:

@@ -393,23 +393,19 @@ class CacheStore(RunHistory, Closing):
     def placements(self, phids: list[str]) -> dict[str, dict[str, tuple[str, int]]]:
         """task PHID -> board PHID -> (column PHID, first seen) for the given tasks."""
         out: dict[str, dict[str, tuple[str, int]]] = {}
-        for i in range(0, len(phids), 500):
-            chunk = phids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for task, board, column, seen in self.conn.execute(
-                    f"SELECT task_phid, board_phid, column_phid, first_seen FROM sightings WHERE task_phid IN ({marks})",
-                    chunk):
-                out.setdefault(task, {})[board] = (column, seen)
+        for task, board, column, seen in self._in_blocks(
+                "SELECT task_phid, board_phid, column_phid, first_seen FROM sightings WHERE task_phid IN ({})", phids):
+            out.setdefault(task, {})[board] = (column, seen)
         return out
 
     def history_modified(self, phids: list[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for i in range(0, len(phids), 500):
-            chunk = phids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(self.conn.execute(
-                f"SELECT phid, task_modified FROM timelines WHERE phid IN ({marks})", chunk).fetchall())
-        return out
+        return dict(self._in_blocks("SELECT phid, task_modified FROM timelines WHERE phid IN ({})", phids))
+
+    def _in_blocks(self, sql: str, phids: list[str], size: int = 500) -> Iterator[Any]:
+        """The rows of ``sql`` (its ``IN ({})`` filled with marks) for ``phids``, ``size`` at a time."""
+        for i in range(0, len(phids), size):
+            chunk = phids[i:i + size]
+            yield from self.conn.execute(sql.format(_marks(chunk)), chunk)
 
     def stale_histories(self) -> list[tuple[int, str, int]]:
         """(id, phid, modified) of cached tasks whose history is missing or older than the task."""
@@ -454,10 +450,7 @@ class CacheStore(RunHistory, Closing):
 
     def histories(self, phids: list[str]) -> Iterator[tuple[str, str]]:
         """(phid, text) of the cached histories of ``phids`` (those the cache holds), 500 per query."""
-        for i in range(0, len(phids), 500):
-            chunk = phids[i:i + 500]
-            yield from self.conn.execute(f"SELECT phid, data FROM timelines WHERE data IS NOT NULL AND phid IN "
-                                         f"({','.join('?' * len(chunk))})", chunk)
+        yield from self._in_blocks("SELECT phid, data FROM timelines WHERE data IS NOT NULL AND phid IN ({})", phids)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ timelines, against what the last completed sync recorded) goes with it: rows are
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 

@@ -139,10 +139,6 @@ class Shared(dict):
         super().__init__()
         self.times: dict[float, datetime] = {}
 
-    def one(self, value: Any) -> Any:
-        """``value``, or the equal one seen first (values of one kind: strings, or aware UTC times)."""
-        return self.setdefault(value, value)
-
 
 _SCAN = json.JSONDecoder().scan_once
 
@@ -185,7 +181,7 @@ def load_timeline(task_phid: str, task_id: int, text: str, shared: Shared | None
         kind_i, at_i, author_i, old_i, new_i, board_i, column_i, from_i = _fast_indices(names)
         stamp, utc = datetime.fromtimestamp, timezone.utc
         shared = shared if shared is not None else Shared()
-        same, times = shared.setdefault, shared.times  # Shared.one, without a Python call
+        same, times = shared.setdefault, shared.times  # a value, or the equal one seen first
         build = row_builder(Event)
         events = []
         for row in data["e"]:
@@ -368,7 +364,7 @@ def task_loader(statuses: Mapping[str, Status]) -> Any:
     columns_i = names.index("columns")
     utc, stamp = timezone.utc, datetime.fromtimestamp
     shared = Shared()
-    same = shared.setdefault  # Shared.one, without a Python call
+    same = shared.setdefault  # a value, or the equal one seen first
     build = row_builder(Task)
 
     def load(text: str) -> Task:

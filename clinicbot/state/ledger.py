@@ -183,7 +183,6 @@ class Ledger:
         self.lock = lock
         self._idx: _RecordIndex | None = None
         self._delivered: tuple[dict[str, Any], set[str]] | None = None  # (tables it was built from, keys)
-        self._stamps: tuple[datetime, str, datetime | None] | None = None  # see _stamp
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -290,7 +289,7 @@ class Ledger:
         """A new record for a finding whose key has no open record (first sighting or after clearing)."""
         idx = self._index()
         episode = idx.last.get(finding.key, 0) + 1
-        stamp, at = self._stamp(now)
+        stamp = iso(now)
         doc = {
             "key": finding.key, "check_slug": finding.slug, "task_id": finding.task_id,
             "task_phid": finding.task_phid, "episode": episode,
@@ -305,19 +304,7 @@ class Ledger:
         idx.last[finding.key] = episode
         idx.open[finding.key] = doc_id
         self._save()
-        # The Record of what was just stored (Record.from_doc of it, without parsing the times back).
-        return Record(doc_id=doc_id, key=doc["key"], check_slug=doc["check_slug"], task_id=doc["task_id"],
-                      task_phid=doc["task_phid"], episode=episode, created_at=at, last_seen_at=at, handled_at=None,
-                      times_handled=0, outcomes=[], escalations=[], cleared_at=None, is_deleted=False,
-                      project_phids=list(doc["project_phids"]), summary=doc["summary"], severity=doc["severity"])
-
-    def _stamp(self, now: datetime) -> tuple[str, datetime]:
-        """``iso(now)`` and the time it stores (what reading it back gives), once per run's ``now``."""
-        last = self._stamps
-        if last is None or last[0] is not now:
-            stamp = iso(now)
-            last = self._stamps = (now, stamp, parse_iso(stamp))
-        return last[1], last[2]  # type: ignore[return-value]
+        return Record.from_doc(doc, doc_id)  # as reading it back gives it (its lists its own)
 
     def record(self, doc_id: int) -> Record:
         doc = self._raw_records().get(str(doc_id))
